@@ -19,6 +19,8 @@ from ai_stack_testlib import GROUP_VARS_DIR, ROLES_DIR, group_vars, load_yaml, r
 INTENDED_DIFFERENCES = {
     "cluster_expected_context": "a role used alone expects docker-desktop; the project expects the context it deploys to",
     "cluster_capacity_workloads": "only the project knows which workloads a run deploys (built from the other roles' vars)",
+    "chatbot_autoscaled_deployments": "only the project knows that its autoscaling role puts an HPA on go-backend",
+    "model_runner_autoscaled": "only the project knows whether its autoscaling role puts an HPA on the runner",
 }
 
 FALLBACK = re.compile(r"^\{\{\s*([A-Za-z_]\w*)\s*\|\s*default\((.*)\)\s*\}\}$", re.S)
