@@ -1,7 +1,7 @@
-"""Filters for the kubeflow role: which rendered objects the API server can take now."""
+"""Shared by the kserve and kubeflow roles (symlinked into their filter_plugins): which rendered objects the API server can take now."""
 
 
-def kubeflow_applicable(docs, apis, namespaces=None):
+def k8s_applicable(docs, apis, namespaces=None):
     """Split manifests into those the API server serves now and the rest.
 
     docs: parsed manifests; apis: k8s_cluster_info's ``apis`` (group/version -> kind -> info);
@@ -27,6 +27,24 @@ def kubeflow_applicable(docs, apis, namespaces=None):
     return {"served": served, "skipped": skipped}
 
 
+def k8s_label_namespaces(docs, labels):
+    """Add ``labels`` to every Namespace in a manifest list.
+
+    An upstream Namespace carries only its name, so a server-side apply owns no
+    field of it; the API server then drops the applier's empty entry from
+    managedFields and converts the object again on the next apply, which reports
+    a change once more. Owning a label keeps the second run a no-op.
+    """
+    out = []
+    for doc in docs or []:
+        if doc and doc.get("kind") == "Namespace" and doc.get("apiVersion") == "v1":
+            meta = dict(doc.get("metadata") or {})
+            meta["labels"] = {**(labels or {}), **(meta.get("labels") or {})}
+            doc = {**doc, "metadata": meta}
+        out.append(doc)
+    return out
+
+
 class FilterModule:
     def filters(self):
-        return {"kubeflow_applicable": kubeflow_applicable}
+        return {"k8s_applicable": k8s_applicable, "k8s_label_namespaces": k8s_label_namespaces}

@@ -1,0 +1,1 @@
+../../../plugins/filter/k8s_applicable.py
