@@ -15,14 +15,19 @@ ARGS ?=
 TESTCLUSTER := $(BIN)/python tools/testcluster.py
 TESTCLUSTER_KUBECONFIG := $(abspath .testcluster/kubeconfig)
 TESTCLUSTER_CONTEXT := kwok-desktop-sim
-# KEEP_CLUSTER=1 leaves the simulated cluster running after `make test`.
+# Real kind cluster (tools/kindcluster) used by `make test` and by `make deploy` when
+# there is no kube context at all.
+KINDCLUSTER := PYTHONPATH=$(abspath tools) $(BIN)/python -m kindcluster
+# KEEP_CLUSTER=1 leaves the test clusters running after `make test`.
 KEEP_CLUSTER ?=
 
-.PHONY: help venv deploy test lint unit molecule integration cluster-up cluster-down cluster-build clean
+.PHONY: help venv deploy test lint unit molecule-kind molecule-sim integration test-kind test-sim \
+	cluster-up cluster-down cluster-build kind-up kind-down kind-build clean
 
 help:
 	@echo "make deploy   - deploy the stack with site.yml to the current kube context (CONTEXT=..., INVENTORY=..., ARGS=...)"
 	@echo "make test     - lint, unit tests, then molecule scenarios and integration tests on a simulated cluster"
+	@echo "make kind-up / kind-down       - start / stop the local kind cluster (real containers, built offline)"
 	@echo "make cluster-up / cluster-down - start / stop the simulated cluster (KWOK + real control plane)"
 
 $(BIN)/.installed: requirements.txt requirements.yml
@@ -33,10 +38,10 @@ $(BIN)/.installed: requirements.txt requirements.yml
 
 venv: $(BIN)/.installed
 
+# With no kubeconfig or no context at all, deploys to the local kind cluster (made on first use).
 deploy: venv
-	$(BIN)/ansible-playbook site.yml \
-	  $(if $(INVENTORY),-i $(INVENTORY)) \
-	  $(if $(CONTEXT),-e ai_stack_context=$(CONTEXT)) $(ARGS)
+	@$(BIN)/python tools/deploy.py $(if $(INVENTORY),--inventory $(INVENTORY)) \
+	  $(if $(CONTEXT),--context $(CONTEXT)) -- $(ARGS)
 
 lint: venv
 	$(BIN)/yamllint -s .
@@ -55,22 +60,48 @@ cluster-up: venv
 cluster-down: venv
 	$(TESTCLUSTER) down
 
-# Molecule scenarios and integration tests against the simulated cluster.
-molecule: venv
-	cd $(CURDIR) && $(BIN)/molecule test --all
+kind-build: venv
+	$(KINDCLUSTER) build
+
+kind-up: venv
+	$(KINDCLUSTER) up
+
+kind-down: venv
+	$(KINDCLUSTER) down
+
+# Molecule scenarios on real containers (kind) and on the simulated cluster (sim).
+molecule-kind: venv
+	MOLECULE_CLUSTER=kind $(BIN)/molecule test -s default
+	MOLECULE_CLUSTER=kind $(BIN)/molecule test -s autoscaling
+
+molecule-sim: venv
+	MOLECULE_CLUSTER=sim $(BIN)/molecule test -s ecosystem
 
 integration: venv
 	K8S_AUTH_KUBECONFIG=$(TESTCLUSTER_KUBECONFIG) K8S_AUTH_CONTEXT=$(TESTCLUSTER_CONTEXT) \
 	  $(BIN)/python -m pytest -q tests/integration
 
-test: venv
-	$(MAKE) lint
-	$(MAKE) unit
+# Each starts its cluster unless it is up, and stops it afterwards unless KEEP_CLUSTER=1
+# or it was already running. kind-down fails if anything of the cluster is left behind.
+test-kind: venv
+	@started=0; \
+	if ! $(KINDCLUSTER) status >/dev/null 2>&1; then $(KINDCLUSTER) up || exit 1; started=1; fi; \
+	rc=0; $(MAKE) molecule-kind || rc=$$?; \
+	if [ $$started = 1 ] && [ -z "$(KEEP_CLUSTER)" ]; then $(KINDCLUSTER) down || rc=1; fi; \
+	exit $$rc
+
+test-sim: venv
 	@started=0; \
 	if ! $(TESTCLUSTER) status >/dev/null 2>&1; then $(TESTCLUSTER) up || exit 1; started=1; fi; \
-	rc=0; $(MAKE) molecule integration || rc=$$?; \
+	rc=0; $(MAKE) molecule-sim integration || rc=$$?; \
 	if [ $$started = 1 ] && [ -z "$(KEEP_CLUSTER)" ]; then $(TESTCLUSTER) down; fi; \
 	exit $$rc
 
-clean: cluster-down
+test: venv
+	$(MAKE) lint
+	$(MAKE) unit
+	$(MAKE) test-kind
+	$(MAKE) test-sim
+
+clean: cluster-down kind-down
 	rm -rf $(VENV) .ansible

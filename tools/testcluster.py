@@ -10,6 +10,7 @@ Components (all built from Go modules, pinned in tools/testcluster/versions.json
 
 Usage:
   python tools/testcluster.py build    # build once (cached)
+  python tools/testcluster.py plan     # list the binaries build makes and whether they exist
   python tools/testcluster.py up       # build if needed, start cluster, wait healthy
   python tools/testcluster.py status   # exit 0 if up and healthy
   python tools/testcluster.py env      # print export lines (KUBECONFIG, K8S_AUTH_*)
@@ -98,6 +99,8 @@ def run(cmd, *, env=None, cwd=None, check=True, capture=False, timeout=None):
 
 
 def mod_download(path_at_version: str) -> dict:
+    # `go` needs an existing working directory; on a fresh machine the cache is not there yet.
+    CACHE.mkdir(parents=True, exist_ok=True)
     r = run(["go", "mod", "download", "-json", path_at_version], env=go_env(),
             cwd=CACHE, capture=True)
     return json.loads(r.stdout)
@@ -220,6 +223,19 @@ def k8s_wrapper(plan: Plan) -> Path:
     return d
 
 
+def build_module_binary(label: str, mod: str, ver: str, pkg: str, out: Path,
+                        ldflags: str) -> None:
+    """Build `pkg` of module `mod` at `ver` in a throw-away module that requires it
+    (for modules without replace directives). Shared with tools/kindcluster."""
+    if out.exists():
+        log(f"{label}: cached ({out})")
+        return
+    d = CACHE / "src" / f"{label}-{ver}"
+    write_if_changed(d / "go.mod",
+                     f"module testcluster.local/{label}\n\ngo 1.24\n\nrequire {mod} {ver}\n")
+    go_build(out, pkg, ldflags, d, label)
+
+
 def build(plan: Plan) -> None:
     with BuildLock():
         _build(plan)
@@ -240,18 +256,8 @@ def _build(plan: Plan) -> None:
         go_build(b["etcd"], "go.etcd.io/etcd/server/v3", "-s -w", w,
                  f"etcd {plan.etcd_version()}")
 
-    # kwok/kwokctl, metrics-server, helm: no replace directives, build each in a
-    # throw-away module that requires it at the pinned version.
-    def simple(label, mod, ver, pkg, out, ldflags, extra_mod=""):
-        if out.exists():
-            log(f"{label}: cached ({out})")
-            return
-        d = CACHE / "src" / f"{label}-{ver}"
-        write_if_changed(d / "go.mod",
-                         f"module testcluster.local/{label}\n\ngo 1.24\n\n"
-                         f"require {mod} {ver}\n{extra_mod}")
-        go_build(out, pkg, ldflags, d, label)
-
+    # kwok/kwokctl, metrics-server, helm: no replace directives.
+    simple = build_module_binary
     kv = v["kwok"].lstrip("v")
     kwok_ld = ("-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=" + kv +
                " -X sigs.k8s.io/kwok/pkg/consts.KubeVersion=" + k.lstrip("v") +
@@ -669,6 +675,15 @@ def cmd_down(_args) -> int:
     return 0
 
 
+def cmd_plan(_args) -> int:
+    """Print what `build` would produce and whether it is built (resolves the module
+    versions through the Go module proxy; creates the cache directory if needed)."""
+    plan = Plan()
+    for name, path in plan.binaries().items():
+        print(f"{name}\t{path}\t{'built' if path.exists() else 'missing'}")
+    return 0
+
+
 def cmd_status(_args) -> int:
     ok, why = health()
     log(why)
@@ -694,11 +709,12 @@ def cmd_env(_args) -> int:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
-    for name in ("build", "up", "down", "status", "env"):
+    for name in ("build", "plan", "up", "down", "status", "env"):
         sub.add_parser(name)
     args = p.parse_args(argv)
     return {
         "build": cmd_build,
+        "plan": cmd_plan,
         "up": cmd_up,
         "down": cmd_down,
         "status": cmd_status,

@@ -1,0 +1,3 @@
+module ai-stack.local/standins
+
+go 1.24

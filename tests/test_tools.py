@@ -1,0 +1,132 @@
+"""The test-cluster tools' offline parts: planning on an empty cache, the runc wrapper, the kind
+cluster's configuration, the image names read from the roles, and `make deploy`'s target choice."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+TOOLS = REPO / "tools"
+sys.path.insert(0, str(TOOLS))
+
+from kindcluster import cluster, engine, stackimages  # noqa: E402
+
+import deploy  # noqa: E402
+
+
+def test_testcluster_plan_on_a_cache_that_does_not_exist(tmp_path):
+    """A fresh machine has no ~/.cache/ai-stack-testcluster: planning must create it, not crash
+    (it did: `go mod download` ran with the missing directory as its working directory)."""
+    cache = tmp_path / "no" / "such" / "cache"
+    env = dict(os.environ, AI_STACK_TESTCLUSTER_CACHE=str(cache))
+    r = subprocess.run([sys.executable, str(TOOLS / "testcluster.py"), "plan"], env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    lines = dict(line.split("\t", 1) for line in r.stdout.splitlines())
+    assert lines["kube-apiserver"].startswith(str(cache / "bin"))
+    assert lines["etcd"].endswith("\tmissing")
+    assert cache.is_dir()
+
+
+def _spec(caps):
+    return {"process": {"capabilities": {k: list(caps) for k in
+                                         ("bounding", "effective", "permitted")}}}
+
+
+def test_runc_wrapper_drops_only_cap_sys_resource(tmp_path):
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "config.json").write_text(json.dumps(_spec(["CAP_SYS_ADMIN", "CAP_SYS_RESOURCE"])))
+    process = tmp_path / "process.json"
+    process.write_text(json.dumps(_spec(["CAP_SYS_RESOURCE", "CAP_NET_ADMIN"])["process"]))
+    fake = tmp_path / "runc"
+    fake.write_text("#!/bin/sh\necho \"$@\"\n")
+    fake.chmod(0o755)
+    env = dict(os.environ, AI_STACK_REAL_RUNC=str(fake))
+    wrapper = TOOLS / "kindcluster" / "runc_wrapper.py"
+    assert os.access(wrapper, os.X_OK), "dockerd executes the wrapper directly"
+    r = subprocess.run([str(wrapper), "create", "--bundle", str(bundle), "ctr1"], env=env,
+                       capture_output=True, text=True, check=True)
+    assert r.stdout.split() == ["create", "--bundle", str(bundle), "ctr1"]
+    caps = json.loads((bundle / "config.json").read_text())["process"]["capabilities"]
+    assert all(v == ["CAP_SYS_ADMIN"] for v in caps.values())
+    subprocess.run([str(wrapper), "exec", "--process", str(process), "ctr1"], env=env, check=True,
+                   capture_output=True)
+    caps = json.loads(process.read_text())["capabilities"]
+    assert all(v == ["CAP_NET_ADMIN"] for v in caps.values())
+
+
+def test_capability_check_reads_the_bounding_set(monkeypatch, tmp_path):
+    status = tmp_path / "status"
+    status.write_text("Name:\tx\nCapBnd:\t000001fffeffffff\n")  # these VMs: bit 24 missing
+    real = Path.read_text
+    monkeypatch.setattr(Path, "read_text",
+                        lambda self, *a, **k: real(status) if str(self) == "/proc/self/status"
+                        else real(self, *a, **k))
+    assert engine.cap_missing()
+    status.write_text("CapBnd:\t000001ffffffffff\n")
+    assert not engine.cap_missing()
+
+
+@pytest.mark.parametrize("default_cni", [True, False])
+def test_kind_config_matches_docker_desktop(default_cni):
+    cfg = json.loads(cluster.kind_config(default_cni))
+    assert cfg["name"] == "desktop"
+    assert [n["role"] for n in cfg["nodes"]] == ["control-plane", "worker", "worker"]
+    assert cfg["networking"]["disableDefaultCNI"] is (not default_cni)
+    assert cluster.CONTEXT == "kind-desktop"
+
+
+def test_pod_network_keeps_pod_source_addresses():
+    bridge = cluster.BRIDGE_CONFLIST["plugins"][0]
+    assert bridge["type"] == "bridge" and bridge["ipMasq"] is False and bridge["hairpinMode"]
+    assert bridge["ipam"]["ranges"][0][0]["subnet"] == "@POD_CIDR@"
+
+
+def test_stack_image_names_come_from_the_role_defaults():
+    names = stackimages.names()
+
+    def default(role, var):
+        return yaml.safe_load((REPO / "roles" / role / "defaults" / "main.yml").read_text())[var]
+
+    assert names["metrics-server"] == default("autoscaling", "autoscaling_metrics_server_image")
+    assert names["curl"] == default("model_runner", "model_runner_prepull_image")
+    assert names["model-runner"] == default("model_runner", "model_runner_image")
+    assert names["go-backend"] == default("chatbot", "chatbot_backend_image")
+    assert names["react-frontend"] == default("chatbot", "chatbot_frontend_image")
+    assert names["loadtest"] == default("autoscaling", "autoscaling_loadtest_image")
+
+
+def test_standin_dockerfiles_say_they_are_standins():
+    dockerfiles = sorted((REPO / "tests" / "standins" / "images").glob("*/Dockerfile"))
+    assert len(dockerfiles) == 3
+    for dockerfile in dockerfiles:
+        first = dockerfile.read_text().splitlines()[0]
+        assert first.startswith("#") and "STAND-IN" in first, dockerfile
+
+
+@pytest.mark.parametrize("content,expected", [
+    (None, False),
+    ("", False),
+    ("apiVersion: v1\nkind: Config\ncontexts: []\n", False),
+    ("apiVersion: v1\nkind: Config\ncontexts:\n- name: docker-desktop\n  context: {cluster: c}\n", True),
+    ("{not yaml", True),  # malformed: the playbook reports it with the file named
+])
+def test_deploy_uses_the_local_cluster_only_without_any_context(tmp_path, content, expected):
+    path = tmp_path / "config"
+    if content is not None:
+        path.write_text(content)
+    assert deploy.has_context(path) is expected
+
+
+def test_deploy_reads_the_kubeconfig_like_group_vars(monkeypatch, tmp_path):
+    monkeypatch.delenv("K8S_AUTH_KUBECONFIG", raising=False)
+    monkeypatch.setenv("KUBECONFIG", f"{tmp_path}/a:{tmp_path}/b")
+    assert deploy.kubeconfig_path() == tmp_path / "a"
+    monkeypatch.setenv("K8S_AUTH_KUBECONFIG", str(tmp_path / "k"))
+    assert deploy.kubeconfig_path() == tmp_path / "k"

@@ -1,0 +1,104 @@
+#!/usr/bin/env python3
+"""`make deploy`: ansible-playbook site.yml on the kube context in use.
+
+With CONTEXT=... or a kubeconfig that has a context, it runs site.yml there (the cluster role
+then checks the context). With no kubeconfig or no context at all (a fresh machine), it makes
+the local kind cluster (tools/kindcluster: built offline on first use, cached) and deploys to it,
+saying so in its first and last lines along with how to use Docker Desktop's cluster instead.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+LOCAL_CONTEXT = "kind-desktop"
+DOCKER_DESKTOP = ("To use Docker Desktop's cluster instead: Settings > Kubernetes, enable it with "
+                  "provisioner kind and 2 worker nodes, then run `make deploy` again (context "
+                  "docker-desktop).")
+
+
+def say(msg: str) -> None:
+    print(f"make deploy: {msg}", flush=True)
+
+
+def kubeconfig_path() -> Path:
+    """The file group_vars/all/main.yml's ai_stack_kubeconfig reads, by the same rule."""
+    env = os.environ.get("K8S_AUTH_KUBECONFIG") or (os.environ.get("KUBECONFIG", "").split(":")[0])
+    return Path(env).expanduser() if env else Path.home() / ".kube" / "config"
+
+
+def has_context(path: Path) -> bool:
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return path.exists()  # unreadable or malformed: let the playbook report it
+    return isinstance(data, dict) and bool(data.get("contexts"))
+
+
+def local_cluster() -> dict[str, str]:
+    """Start (or reuse) the local kind cluster; return the environment that reaches it."""
+    if platform.system() != "Linux":
+        say(f"there is no kube context, and a local cluster can only be made on Linux. "
+            f"{DOCKER_DESKTOP}")
+        sys.exit(1)
+    env = dict(os.environ, PYTHONPATH=str(REPO / "tools"))
+    tool = [sys.executable, "-m", "kindcluster"]
+    if subprocess.run(tool + ["up"], env=env, cwd=REPO).returncode != 0:
+        say(f"could not start the local kind cluster (output above). {DOCKER_DESKTOP}")
+        sys.exit(1)
+    out = subprocess.run(tool + ["env"], env=env, cwd=REPO, stdout=subprocess.PIPE, text=True,
+                         check=True).stdout
+    found = {}
+    for line in out.splitlines():
+        if line.startswith("export ") and "=" in line:
+            key, value = line[len("export "):].split("=", 1)
+            found[key] = value
+    return found
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--inventory")
+    p.add_argument("--context")
+    p.add_argument("args", nargs=argparse.REMAINDER)
+    a = p.parse_args(argv)
+    extra = [x for x in a.args if x != "--"]
+    cmd = [str(BIN / "ansible-playbook"), "site.yml"]
+    if a.inventory:
+        cmd += ["-i", a.inventory]
+    env = dict(os.environ)
+    kubeconfig = kubeconfig_path()
+    local = not a.context and not has_context(kubeconfig)
+    if local:
+        say(f"no kube context found ({kubeconfig} {'has none' if kubeconfig.exists() else 'does not exist'}): "
+            f"deploying to a local kind cluster on this machine (context {LOCAL_CONTEXT}), "
+            "built from source on first use. " + DOCKER_DESKTOP)
+        found = local_cluster()
+        env.update(found)
+        env["K8S_AUTH_KUBECONFIG"] = found["KUBECONFIG"]
+        cmd += ["-e", f"ai_stack_context={LOCAL_CONTEXT}"]
+    elif a.context:
+        cmd += ["-e", f"ai_stack_context={a.context}"]
+    if not shutil.which(cmd[0]):
+        say(f"{cmd[0]} not found: run `make venv`")
+        return 1
+    rc = subprocess.run(cmd + extra, env=env, cwd=REPO).returncode
+    if local:
+        exports = "; ".join(f"export {k}={v}" for k, v in found.items())
+        state = "deployed" if rc == 0 else f"FAILED (exit {rc})"
+        say(f"{state} on the local kind cluster (context {LOCAL_CONTEXT}). To use it with kubectl: "
+            f"{exports}. {DOCKER_DESKTOP}")
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,140 @@
+"""python -m kindcluster {build,up,down,status,env} (PYTHONPATH=tools; see `make kind-up`).
+
+  build   build what `up` needs (cached under the test-cluster build cache)
+  up      start (or reuse) the kind cluster `desktop`; ends with the export lines to use it
+  down    delete the cluster, stop the Docker engine if we started it, and check that no
+          process, mount, bridge, iptables rule or cgroup of ours is left (exit 1 if one is)
+  status  exit 0 when the cluster is up and healthy
+  env     print the export lines
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import time
+
+from . import cluster
+from . import engine
+from . import gobuild
+from . import nodeimage
+from . import stackimages
+from .common import CONTEXT, KUBECONFIG, NODE_NAMES, RUN_DIR, die, log
+
+
+def _kind(host: str) -> cluster.Kind:
+    b = gobuild.binaries()
+    return cluster.Kind(host, b["kind"], b["kubectl"])
+
+
+def cmd_build(_args) -> int:
+    t0 = time.monotonic()
+    b = gobuild.build()
+    host, _ = engine.ensure()
+    if not nodeimage.published(host):
+        nodeimage.build_node(host, b)
+    stackimages.build_all(host, b["metrics-server"])
+    log(f"build complete in {time.monotonic() - t0:.0f}s")
+    return 0
+
+
+def cmd_up(_args) -> int:
+    t0 = time.monotonic()
+    host, ours = engine.ensure()
+    if not gobuild.built():
+        log("first run: building kind, Kubernetes and the node image from source "
+            "(about 30 min on 2 cores; cached afterwards)")
+    b = gobuild.build()
+    kind = _kind(host)
+    if kind.exists():
+        kind.export_kubeconfig()
+        ok, why = kind.health()
+        if not ok:
+            log(f"cluster present but not healthy ({why}); recreating")
+            kind.delete()
+    if not kind.exists():
+        image = nodeimage.published(host)
+        default_cni = image is not None
+        if not image:
+            image = nodeimage.build_node(host, b)
+        kind.create(image, default_cni)
+    kind.wait_ready()
+    (RUN_DIR / "docker-host").write_text(host + "\n")
+    preload, chatbot = stackimages.build_all(host, b["metrics-server"])
+    t1 = time.monotonic()
+    from .images import load_into_nodes
+    load_into_nodes(host, preload, NODE_NAMES)
+    log(f"loaded into every node ({time.monotonic() - t1:.0f}s): {', '.join(preload)}")
+    log(f"in the local image store for the chatbot role to load: {', '.join(chatbot)}")
+    print(kind.kubectl("get", "nodes", "-o", "wide").stdout, end="", flush=True)
+    mem = cluster.node_memory(host)
+    log("memory per node: " + ", ".join(f"{k} {v.split(' /')[0]}" for k, v in sorted(mem.items())))
+    log(f"kind cluster up in {time.monotonic() - t0:.0f}s; context {CONTEXT}. To use it:")
+    for line in cluster.env_lines(host, ours):
+        print(line, flush=True)
+    return 0
+
+
+def cmd_down(_args) -> int:
+    t0 = time.monotonic()
+    host, ours = engine.find()
+    if host:
+        kind = _kind(host)
+        kind.delete()
+        if ours:
+            kind.remove_network()
+            engine.stop()
+    shutil.rmtree(RUN_DIR, ignore_errors=True)
+    if host and not ours:
+        log(f"down in {time.monotonic() - t0:.0f}s (the Docker engine at {host} is not ours; "
+            "left running)")
+        return 0
+    left = engine.leftovers()
+    if left:
+        log("left behind:\n  " + "\n  ".join(left))
+        return 1
+    log(f"down in {time.monotonic() - t0:.0f}s; no process, mount, bridge, iptables rule or "
+        "cgroup of ours is left")
+    return 0
+
+
+def cmd_status(_args) -> int:
+    if not gobuild.built():
+        log("not built yet (make kind-up builds it)")
+        return 1
+    host, _ = engine.find()
+    if not host:
+        log("no Docker engine running")
+        return 1
+    kind = _kind(host)
+    if not kind.exists():
+        log(f"no kind cluster {CONTEXT}")
+        return 1
+    if not KUBECONFIG.exists():
+        kind.export_kubeconfig()
+    ok, why = kind.health()
+    log(why)
+    return 0 if ok else 1
+
+
+def cmd_env(_args) -> int:
+    host, ours = engine.find()
+    if not host:
+        die("no Docker engine running: run `make kind-up` first")
+    for line in cluster.env_lines(host, ours):
+        print(line)
+    return 0
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="kindcluster", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    for name in ("build", "up", "down", "status", "env"):
+        sub.add_parser(name)
+    args = p.parse_args(argv)
+    return {"build": cmd_build, "up": cmd_up, "down": cmd_down, "status": cmd_status,
+            "env": cmd_env}[args.cmd](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
