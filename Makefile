@@ -50,6 +50,7 @@ lint: venv
 
 unit: venv
 	$(BIN)/python -m pytest -q tests --ignore=tests/integration
+	cd tests/standins && CGO_ENABLED=0 go vet ./... && CGO_ENABLED=0 go test -count=1 ./...
 
 cluster-build: venv
 	$(TESTCLUSTER) build

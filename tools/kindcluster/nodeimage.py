@@ -230,6 +230,16 @@ def component_images(host: str, b: dict[str, Path], base: str) -> list[str]:
     return sorted(want.values()) + sorted(storage_images().values())
 
 
+def full_ref(tag: str) -> str:
+    """containerd's name for a Docker tag: go-backend:1 is docker.io/library/go-backend:1."""
+    first = tag.split("/", 1)[0]
+    if "/" not in tag:
+        return f"docker.io/library/{tag}"
+    if "." not in first and ":" not in first and first != "localhost":
+        return f"docker.io/{tag}"
+    return tag
+
+
 def storage_images() -> dict[str, str]:
     lv = versions()["local_path_provisioner"]
     return {"provisioner": f"docker.io/rancher/local-path-provisioner:{lv}",
@@ -293,13 +303,17 @@ def build_node(host: str, b: dict[str, Path]) -> str:
            ">/dev/null 2>&1 && exit 0; sleep 0.2; done; exit 1", capture=True)
         save = subprocess.Popen(["docker", "save", *tags], env=env, stdout=subprocess.PIPE)
         r = subprocess.run(["docker", "exec", "-i", name, "ctr", "--namespace=k8s.io", "images",
-                            "import", "--label=io.cri-containerd.pinned=pinned",
-                            "--all-platforms", "--no-unpack", "--digests", "-"], env=env,
+                            "import", "--all-platforms", "--no-unpack", "--digests", "-"], env=env,
                            stdin=save.stdout, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                            text=True)
         save.stdout.close()
         if save.wait() != 0 or r.returncode != 0:
             die(f"importing the component images into the node image failed: {r.stderr}")
+        # Pinned, so the kubelet's image garbage collection never removes them (Debian's
+        # ctr 1.6 has no `import --label`, kind's builder uses; label them afterwards).
+        refs = " ".join(full_ref(t) for t in tags)
+        sh(f"for r in {refs}; do ctr -n k8s.io images label $r io.cri-containerd.pinned=pinned "
+           ">/dev/null; done", capture=True)
         sh("pkill containerd; for i in $(seq 50); do pgrep containerd >/dev/null || exit 0; "
            "sleep 0.2; done", capture=True, check=False)
         run(["docker", "commit",
