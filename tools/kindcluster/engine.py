@@ -8,6 +8,7 @@ lists anything still there, so `down` can prove the machine is clean.
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -24,6 +25,8 @@ HOST = f"unix://{SOCKET}"
 PIDFILE = RUN / "dockerd.pid"
 DATA_ROOT = KIND_CACHE / "docker"
 LOG = KIND_CACHE / "dockerd.log"
+# The iptables rules before our dockerd started: `leftovers` reports any rule added since.
+IPTABLES_BEFORE = KIND_CACHE / "iptables-before.json"
 CGROUP_PARENT = "ai-stack-docker"
 RUNTIME_NAME = "ai-stack-runc"
 WRAPPER = Path(__file__).resolve().parent / "runc_wrapper.py"
@@ -103,6 +106,7 @@ def start() -> str:
         cmd += ["--add-runtime", f"{RUNTIME_NAME}={WRAPPER}", "--default-runtime", RUNTIME_NAME]
         os.environ["AI_STACK_REAL_RUNC"] = real
     log(f"no Docker engine reachable; starting our own dockerd ({HOST}, data {DATA_ROOT})")
+    IPTABLES_BEFORE.write_text(json.dumps(_iptables_rules()))
     with open(LOG, "ab") as logf:
         p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
                              start_new_session=True, close_fds=True)
@@ -185,13 +189,28 @@ def _unmount() -> None:
         subprocess.run(["umount", "-l", mnt], stderr=subprocess.DEVNULL)
 
 
-def _iptables_lines() -> dict[str, list[str]]:
+def _iptables_rules() -> dict[str, list[str]]:
     rules = {}
     for table in ("filter", "nat"):
         r = subprocess.run(["iptables", "-t", table, "-S"], stdout=subprocess.PIPE,
                            stderr=subprocess.DEVNULL, text=True)
-        rules[table] = [ln for ln in r.stdout.splitlines() if "DOCKER" in ln]
+        rules[table] = r.stdout.splitlines()
     return rules
+
+
+def _iptables_lines() -> dict[str, list[str]]:
+    """Docker's chains and the jumps to them."""
+    return {t: [ln for ln in lines if "DOCKER" in ln] for t, lines in _iptables_rules().items()}
+
+
+def _iptables_added() -> dict[str, list[str]]:
+    """Rules added since our dockerd started (empty without a snapshot)."""
+    try:
+        before = json.loads(IPTABLES_BEFORE.read_text())
+    except (OSError, ValueError):
+        return {}
+    return {t: [ln for ln in lines if ln not in before.get(t, [])]
+            for t, lines in _iptables_rules().items()}
 
 
 def _remove_iptables() -> None:
@@ -241,7 +260,9 @@ def leftovers() -> list[str]:
     """What our dockerd left on the machine (empty when clean)."""
     found = [f"process {p}" for p in _our_pids()]
     found += [f"mount {m}" for m in _mounts()]
-    found += [f"iptables -t {t}: {ln}" for t, lines in _iptables_lines().items() for ln in lines]
+    rules = {t: set(a) | set(b) for t, a, b in
+             ((t, _iptables_lines()[t], _iptables_added().get(t, [])) for t in ("filter", "nat"))}
+    found += [f"iptables -t {t}: {ln}" for t, lines in rules.items() for ln in sorted(lines)]
     found += [f"cgroup {d}" for d in _cgroup_dirs()]
     r = subprocess.run(["ip", "-o", "link", "show", "type", "bridge"], stdout=subprocess.PIPE,
                        stderr=subprocess.DEVNULL, text=True)
