@@ -214,9 +214,18 @@ def _iptables_added() -> dict[str, list[str]]:
 
 
 def _remove_iptables() -> None:
-    """Delete the DOCKER* chains and the jumps to them that dockerd leaves when it stops."""
+    """Delete the DOCKER* chains and the jumps to them that dockerd leaves when it stops, and
+    restore the chain policies it changed (dockerd sets FORWARD to DROP)."""
     if not shutil.which("iptables"):
         return
+    try:
+        before = json.loads(IPTABLES_BEFORE.read_text())
+    except (OSError, ValueError):
+        before = {}
+    for table, lines in before.items():
+        for ln in lines:
+            if ln.startswith("-P ") and ln not in _iptables_rules().get(table, []):
+                subprocess.run(["iptables", "-t", table, *ln.split()], stderr=subprocess.DEVNULL)
     for table, lines in _iptables_lines().items():
         for ln in lines:
             if ln.startswith("-A "):

@@ -15,6 +15,7 @@ Offline build, the same steps as `kind build node-image` with local sources inst
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import os
 import re
@@ -69,8 +70,10 @@ def _tree_hash(*paths: Path, extra: str = "") -> str:
 
 def base_tag() -> str:
     v = versions()
-    key = _tree_hash(FILES / "node", Path(__file__), kind_dir() / "images" / "base" / "files",
-                     extra=" ".join(BASE_PACKAGES) + v["debian_suite"])
+    # Keyed by what goes into it: packages, suite, our files, kind's files, the configuration step.
+    key = _tree_hash(FILES / "node", kind_dir() / "images" / "base" / "files",
+                     extra=" ".join(BASE_PACKAGES) + v["debian_suite"]
+                     + inspect.getsource(_configure_rootfs))
     return f"{LOCAL_REPO}/kind-base:{v['debian_suite']}-{key}"
 
 
@@ -211,8 +214,11 @@ def component_images(host: str, b: dict[str, Path], base: str) -> list[str]:
                           entrypoint=["/usr/local/bin/etcd"],
                           comment=f"etcd {etcd_ver} (what Kubernetes' go.mod requires), tagged as "
                                   f"kubeadm's {want['etcd'].rsplit(':', 1)[1]}: {note}")
+    # Root, with kubeadm's NET_BIND_SERVICE (drop ALL, no privilege escalation, read-only root):
+    # upstream runs as nonroot with `setcap cap_net_bind_service=+ep /coredns`, which a
+    # FROM scratch image built without a RUN step cannot do.
     images.scratch_binary(host, want["coredns"], b["coredns"], "/coredns",
-                          entrypoint=["/coredns"], user="65532:65532", comment=f"coredns: {note}")
+                          entrypoint=["/coredns"], comment=f"coredns: {note}")
     images.scratch_binary(host, want["pause"], pause_binary(KIND_CACHE / "bin"), "/pause",
                           entrypoint=["/pause"], user="65535:65535", comment=f"pause: {note}")
     images.build(host, want["kube-proxy"], "\n".join([
