@@ -42,6 +42,7 @@ def build(host: str, tag: str, dockerfile: str, files: dict[str, Path | bytes | 
             dest.parent.mkdir(parents=True, exist_ok=True)
             if isinstance(src, bytes):
                 dest.write_bytes(src)
+                dest.chmod(0o755 if src.startswith(b"#!") else 0o644)
             elif isinstance(src, str) and src.startswith("symlink:"):
                 os.symlink(src.split(":", 1)[1], dest)
             else:

@@ -23,6 +23,22 @@ import testcluster as sim
 from .common import KIND_CACHE, REPO, die, log, run
 
 STANDINS = REPO / "tests" / "standins"
+# Debian's busybox 1.35 `wget -T N` dies with SIGSEGV (in a container and on the host alike);
+# the stand-in's wget applies the timeout with busybox's `timeout` instead.
+WGET_WRAPPER = """#!/bin/sh
+t=
+for a do
+  shift
+  if [ "$t" = next ]; then t=$a; continue; fi
+  case $a in
+    -T) t=next; continue ;;
+    -T*) t=${a#-T}; continue ;;
+  esac
+  set -- "$@" "$a"
+done
+if [ -n "$t" ]; then exec /bin/busybox timeout "$t" /bin/busybox wget "$@"; fi
+exec /bin/busybox wget "$@"
+"""
 
 
 def role_default(role: str, var: str) -> str:
@@ -86,11 +102,19 @@ def build_all(host: str, metrics_server: Path) -> tuple[list[str], list[str]]:
         "FROM scratch", "COPY rootfs/ /", "ENV PATH=/usr/bin:/bin",
         f'LABEL {images.STANDIN_LABEL}="TEST STAND-IN for {n["curl"]}"',
         "USER 100:101", 'ENTRYPOINT ["/usr/bin/curl"]']) + "\n", files)
+    bb = images.busybox_files("rootfs/")
+    bb["rootfs/bin/wget"] = WGET_WRAPPER.encode()
+    # busybox's own sh runs its applets directly (not through PATH), which would bypass the
+    # wrapper: /bin/sh is Debian's dash.
+    dash = images.dynamic_binary_files("dash", "rootfs/")
+    bb["rootfs/bin/sh"] = dash.pop("rootfs/usr/bin/dash")
+    bb.update(dash)
     images.build(host, n["loadtest"], "\n".join([
-        f"# TEST STAND-IN for {n['loadtest']}: Debian's busybox-static {bb_version}",
+        f"# TEST STAND-IN for {n['loadtest']}: Debian's busybox-static {bb_version}, whose wget "
+        "crashes with -T, so /bin/wget applies -T with `timeout`; /bin/sh is Debian's dash",
         "FROM scratch", "COPY rootfs/ /", "ENV PATH=/bin",
         f'LABEL {images.STANDIN_LABEL}="TEST STAND-IN for {n["loadtest"]}"',
-        'CMD ["sh"]']) + "\n", images.busybox_files("rootfs/"))
+        'CMD ["sh"]']) + "\n", bb)
     standin_image(host, "model-runner", n["model-runner"])
     chatbot = []
     for name in ("go-backend", "react-frontend"):
