@@ -8,8 +8,8 @@ import time
 from pathlib import Path
 
 from . import images
-from .common import (CLUSTER_NAME, CONTEXT, KUBECONFIG, NODE_NAMES, POD_SUBNET, RUN_DIR, die, log,
-                    run)
+from .common import (CLUSTER_NAME, CONTEXT, KUBECONFIG, NODE_NAMES, POD_SUBNET, RUN_DIR,
+                     SERVICE_SUBNET, die, log, run)
 
 # Pod network without kindnetd (it is not on the Go module proxy): the bridge plugin from
 # Debian's containernetworking-plugins on each node, host-local IPAM from the node's podCIDR,
@@ -33,7 +33,8 @@ def kind_config(default_cni: bool) -> str:
         "kind": "Cluster",
         "apiVersion": "kind.x-k8s.io/v1alpha4",
         "name": CLUSTER_NAME,
-        "networking": {"podSubnet": POD_SUBNET, "disableDefaultCNI": not default_cni},
+        "networking": {"podSubnet": POD_SUBNET, "serviceSubnet": SERVICE_SUBNET,
+                       "disableDefaultCNI": not default_cni},
         "nodes": [{"role": "control-plane"}, {"role": "worker"}, {"role": "worker"}],
     }
     return json.dumps(cfg, indent=2)
@@ -106,8 +107,25 @@ class Kind:
                 "remove the cluster with `make kind-down`")
         KUBECONFIG.chmod(0o600)
         log(f"kind create cluster: {time.monotonic() - t0:.0f}s")
+        self.guard_service_range()
         if not default_cni:
             self.wire_pod_network()
+
+    def guard_service_range(self) -> None:
+        """Refuse traffic to a Service IP that kube-proxy has not translated (yet).
+
+        A connection to a ClusterIP made before kube-proxy has written its rules leaves the node
+        through the default route. On a normal network it fails and the client retries; on these
+        VMs something upstream answers every port-443 connection with a 404, and the API server
+        kept such a connection to metrics-server's ClusterIP alive, so the metrics APIService
+        stayed `FailedDiscoveryCheck` for good. Translated packets already carry a pod address
+        when the filter table sees them, so only untranslated ones are refused."""
+        for node in NODE_NAMES:
+            script = []
+            for chain in ("OUTPUT", "FORWARD"):
+                rule = f"{chain} -d {SERVICE_SUBNET} -j REJECT --reject-with icmp-port-unreachable"
+                script.append(f"iptables -C {rule} 2>/dev/null || iptables -A {rule}")
+            self.node_exec(node, " && ".join(script))
 
     def node_ips(self) -> dict[str, str]:
         ips = {}

@@ -22,6 +22,7 @@ CLUSTER_NAME = "desktop"
 CONTEXT = f"kind-{CLUSTER_NAME}"
 NODE_NAMES = ["desktop-control-plane", "desktop-worker", "desktop-worker2"]
 POD_SUBNET = "10.244.0.0/16"
+SERVICE_SUBNET = "10.96.0.0/16"  # kind's default, stated so the nodes can guard it
 
 
 def log(msg: str) -> None:
