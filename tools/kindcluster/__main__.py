@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import shutil
 import sys
 import time
@@ -27,11 +28,25 @@ def _kind(host: str) -> cluster.Kind:
     return cluster.Kind(host, b["kind"], b["kubectl"])
 
 
+def build_all(host: str) -> tuple[dict, str | None]:
+    """Go binaries, and the node image unless kind's published one can be used. The Debian base
+    image (debootstrap: mostly download and unpack) is made while Go builds (CPU-bound)."""
+    published = nodeimage.published(host)
+    base = None
+    if not published:
+        base = concurrent.futures.ThreadPoolExecutor(max_workers=1).submit(
+            nodeimage.build_base, host)
+    b = gobuild.build()
+    if base is not None:
+        base.result()
+    return b, published
+
+
 def cmd_build(_args) -> int:
     t0 = time.monotonic()
-    b = gobuild.build()
     host, _ = engine.ensure()
-    if not nodeimage.published(host):
+    b, published = build_all(host)
+    if not published:
         nodeimage.build_node(host, b)
     stackimages.build_all(host, b["metrics-server"])
     log(f"build complete in {time.monotonic() - t0:.0f}s")
@@ -41,23 +56,24 @@ def cmd_build(_args) -> int:
 def cmd_up(_args) -> int:
     t0 = time.monotonic()
     host, ours = engine.ensure()
-    if not gobuild.built():
+    healthy = False
+    if gobuild.built():
+        kind = _kind(host)
+        if kind.exists():
+            kind.export_kubeconfig()
+            healthy, why = kind.health()
+            if not healthy:
+                log(f"cluster present but not healthy ({why}); recreating")
+                kind.delete()
+    else:
         log("first run: building kind, Kubernetes and the node image from source "
             "(about 30 min on 2 cores; cached afterwards)")
-    b = gobuild.build()
-    kind = _kind(host)
-    if kind.exists():
-        kind.export_kubeconfig()
-        ok, why = kind.health()
-        if not ok:
-            log(f"cluster present but not healthy ({why}); recreating")
-            kind.delete()
-    if not kind.exists():
-        image = nodeimage.published(host)
-        default_cni = image is not None
-        if not image:
-            image = nodeimage.build_node(host, b)
-        kind.create(image, default_cni)
+    b = gobuild.binaries()
+    if not healthy:
+        b, published = build_all(host)
+        kind = _kind(host)
+        image = published or nodeimage.build_node(host, b)
+        kind.create(image, default_cni=published is not None)
     kind.wait_ready()
     (RUN_DIR / "docker-host").write_text(host + "\n")
     preload, chatbot = stackimages.build_all(host, b["metrics-server"])

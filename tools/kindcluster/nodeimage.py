@@ -329,7 +329,19 @@ def build_node(host: str, b: dict[str, Path]) -> str:
     finally:
         run(["docker", "rm", "-f", "-v", name], env=env, capture=True, check=False)
     log(f"node image: built in {time.monotonic() - t0:.0f}s ({tag})")
+    prune(host, keep=(tag, base))
     return tag
+
+
+def prune(host: str, keep: tuple[str, ...]) -> None:
+    """Remove our older node and base images (1.4 GB each) once a new one is built."""
+    env = images.docker_env(host)
+    r = run(["docker", "images", "--format", "{{.Repository}}:{{.Tag}}",
+             f"{LOCAL_REPO}/kind-*"], env=env, capture=True, check=False)
+    old = [t for t in r.stdout.split() if t not in keep]
+    if old:
+        run(["docker", "rmi", *old], env=env, capture=True, check=False)
+        log(f"removed older images: {', '.join(old)}")
 
 
 def published(host: str) -> str | None:
