@@ -13,6 +13,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from . import engine
 from .common import die, log, run
 
 STANDIN_LABEL = "org.opencontainers.image.description"
@@ -70,9 +71,8 @@ def scratch_binary(host: str, tag: str, binary: Path, dest: str, *, entrypoint: 
 
 def busybox_files(prefix: str = "") -> dict[str, Path | str]:
     """bin/busybox from Debian's busybox-static plus a symlink per applet."""
+    engine.require("busybox")
     bb = shutil.which("busybox") or "/bin/busybox"
-    if not Path(bb).exists():
-        die("busybox not found: install busybox-static")
     r = run([bb, "--list"], capture=True)
     files: dict[str, Path | str] = {f"{prefix}bin/busybox": Path(bb)}
     for applet in r.stdout.split():
@@ -83,9 +83,8 @@ def busybox_files(prefix: str = "") -> dict[str, Path | str]:
 
 def dynamic_binary_files(binary: str, prefix: str = "") -> dict[str, Path]:
     """A dynamically linked host binary with every library `ldd` names (and the loader)."""
+    engine.require(binary)
     path = shutil.which(binary)
-    if not path:
-        die(f"{binary} not found on this machine")
     files: dict[str, Path] = {f"{prefix}usr/bin/{binary}": Path(path)}
     r = run(["ldd", path], capture=True)
     for line in r.stdout.splitlines():
