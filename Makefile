@@ -11,8 +11,8 @@ CONTEXT ?=
 INVENTORY ?=
 ARGS ?=
 
-# Simulated test cluster (tools/testcluster.py) used by `make test`.
-TESTCLUSTER := $(BIN)/python tools/testcluster.py
+# Simulated test cluster (tools/testcluster) used by `make test`.
+TESTCLUSTER := PYTHONPATH=$(abspath tools) $(BIN)/python -m testcluster
 TESTCLUSTER_KUBECONFIG := $(abspath .testcluster/kubeconfig)
 TESTCLUSTER_CONTEXT := kwok-desktop-sim
 # Real kind cluster (tools/kindcluster) used by `make test` and by `make deploy` when
@@ -73,7 +73,6 @@ kind-down: venv
 # Molecule scenarios on real containers (kind) and on the simulated cluster (sim).
 molecule-kind: venv
 	MOLECULE_CLUSTER=kind $(BIN)/molecule test -s default
-	MOLECULE_CLUSTER=kind $(BIN)/molecule test -s autoscaling
 
 molecule-sim: venv
 	MOLECULE_CLUSTER=sim $(BIN)/molecule test -s ecosystem

@@ -1,4 +1,13 @@
-"""Shared helpers for the offline tests: paths, ansible-playbook runs, rendered manifests."""
+"""Shared helpers of the whole test suite (offline tests and tests/integration).
+
+- ``run_playbook``: the one way the tests run ansible-playbook. It runs with the
+  ``ansible.posix.json`` stdout callback and returns a ``PlaybookResult``: rc, the
+  parsed report (plays -> tasks -> host results, and per-host stats) and the raw
+  output (for secret-leak searches, which must look at everything printed).
+- ``new_api_key``: the one test API key generator.
+- ``cluster_env``: the test cluster's kubeconfig and context (integration tests).
+- ``render`` / ``Rendered``: the roles' manifests rendered offline by tests/render.yml.
+"""
 
 from __future__ import annotations
 
@@ -19,14 +28,26 @@ GROUP_VARS_DIR = ROOT / "group_vars" / "all"
 _VENV_BIN = ROOT / ".venv" / "bin"
 BIN = _VENV_BIN if (_VENV_BIN / "ansible-playbook").exists() else Path(sys.executable).parent
 NONDEFAULT_VARS_FILE = TESTS / "fixtures" / "nondefault_vars.yml"
+# tests/render.yml runs with this as its only configured collection path: a stand-in
+# kubernetes.core (meta/runtime.yml only) that routes k8s_info to tests/action_plugins.
+RENDER_COLLECTIONS = TESTS / "render_collections"
 
 # Variables a developer's shell may carry that would point a run at a real cluster.
 _SCRUBBED_ENV = ("KUBECONFIG", "K8S_AUTH_KUBECONFIG", "K8S_AUTH_CONTEXT", "K8S_AUTH_HOST", "ANSIBLE_INVENTORY")
 
 
 def new_api_key() -> str:
-    """A random, real-looking API key, so that a leak can be searched for."""
+    """A random, real-looking API key, so that a leak can be searched for in the output."""
     return "sk-ant-test-" + secrets.token_hex(20)
+
+
+def cluster_env() -> dict:
+    """K8S_AUTH_KUBECONFIG and K8S_AUTH_CONTEXT of the integration tests' cluster (`make cluster-up`);
+    `make integration` sets both, otherwise the simulated cluster's defaults."""
+    return {
+        "K8S_AUTH_KUBECONFIG": os.environ.get("K8S_AUTH_KUBECONFIG", str(ROOT / ".testcluster" / "kubeconfig")),
+        "K8S_AUTH_CONTEXT": os.environ.get("K8S_AUTH_CONTEXT", "kwok-desktop-sim"),
+    }
 
 
 def role_names() -> list[str]:
@@ -37,9 +58,14 @@ def load_yaml(path: Path):
     return yaml.safe_load(path.read_text())
 
 
+def render_vars() -> dict:
+    """The play variables of tests/render.yml."""
+    return load_yaml(TESTS / "render.yml")[0]["vars"]
+
+
 def rendered_roles() -> list[str]:
     """The roles tests/render.yml renders (its play variable render_roles)."""
-    return list(load_yaml(TESTS / "render.yml")[0]["vars"]["render_roles"])
+    return list(render_vars()["render_roles"])
 
 
 def group_vars() -> dict:
@@ -49,11 +75,19 @@ def group_vars() -> dict:
     return merged
 
 
+# --- ansible-playbook runs ----------------------------------------------------------------
+
+
 def ansible_env(api_key: str, extra: dict | None = None) -> dict:
+    """The environment of a run: the project's ansible.cfg, the JSON stdout callback, no
+    ANSIBLE_* or cluster settings from the caller's shell; ``extra`` last."""
     env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED_ENV and not k.startswith("ANSIBLE_")}
     env.update(
         {
             "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
+            "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json",
+            # One line: the report stays parseable when -v output goes to stdout too.
+            "ANSIBLE_JSON_INDENT": "0",
             "ANSIBLE_FORCE_COLOR": "0",
             "ANSIBLE_NOCOLOR": "1",
             "ANTHROPIC_API_KEY": api_key,
@@ -64,10 +98,152 @@ def ansible_env(api_key: str, extra: dict | None = None) -> dict:
     return env
 
 
-def run_playbook(playbook: str, *args: str, api_key: str, extra_env: dict | None = None, timeout: int = 240):
-    """Run ansible-playbook from the project root (so ansible.cfg and the inventory apply)."""
-    return subprocess.run(
-        [str(BIN / "ansible-playbook"), playbook, *args],
+@dataclass
+class TaskResult:
+    """One host's result of one task, as the ansible.posix.json callback reported it."""
+
+    play: str
+    task: str  # "role : task name" for a role's task
+    path: str  # "/abs/file.yml:line" of the task
+    host: str
+    result: dict
+
+    @property
+    def name(self) -> str:
+        """The task name without its role prefix."""
+        return self.task.split(" : ", 1)[-1]
+
+    @property
+    def role(self) -> str:
+        return self.task.split(" : ", 1)[0] if " : " in self.task else ""
+
+    @property
+    def action(self) -> str:
+        return self.result.get("action", "")
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.result.get("failed"))
+
+    @property
+    def skipped(self) -> bool:
+        return bool(self.result.get("skipped"))
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.result.get("changed"))
+
+    @property
+    def censored(self) -> bool:
+        return "censored" in self.result
+
+    @property
+    def msg(self) -> str:
+        msg = self.result.get("msg", "")
+        return msg if isinstance(msg, str) else json.dumps(msg)
+
+    def items(self) -> list[dict]:
+        """The per-item results of a looped task (its one result otherwise)."""
+        return list(self.result["results"]) if isinstance(self.result.get("results"), list) else [self.result]
+
+
+@dataclass
+class PlaybookResult:
+    """An ansible-playbook run: rc, the JSON report (None if it printed none) and the raw output."""
+
+    args: list[str]
+    rc: int
+    stdout: str
+    stderr: str
+    report: dict | None
+
+    @property
+    def output(self) -> str:
+        """Everything the run printed (stdout + stderr): what a secret-leak check must search."""
+        return self.stdout + self.stderr
+
+    @property
+    def plays(self) -> list[dict]:
+        return (self.report or {}).get("plays", [])
+
+    @property
+    def stats(self) -> dict:
+        """{host: {ok, changed, failures, unreachable, skipped, rescued, ignored}}."""
+        return (self.report or {}).get("stats", {})
+
+    @property
+    def changed(self) -> bool:
+        """Some host reported a change (in check mode: would change)."""
+        return any(s.get("changed", 0) > 0 for s in self.stats.values())
+
+    def results(self) -> list[TaskResult]:
+        """Every task result of every host, in the order the tasks started."""
+        return [
+            TaskResult(play["play"]["name"], task["task"]["name"], task["task"]["path"], host, result)
+            for play in self.plays
+            for task in play["tasks"]
+            for host, result in task["hosts"].items()
+        ]
+
+    def task_results(self, name: str) -> list[TaskResult]:
+        """The results of the tasks called ``name`` (with or without the "role : " prefix)."""
+        return [r for r in self.results() if name in (r.task, r.name)]
+
+    def ran(self, name: str) -> bool:
+        """A task called ``name`` ran (was not skipped) on some host."""
+        return any(not r.skipped for r in self.task_results(name))
+
+    def failed_tasks(self) -> list[TaskResult]:
+        """Results with failed: true, in order. Failures that a rescue handled or ignore_errors
+        ignored are included (the stats count them as rescued/ignored)."""
+        return [r for r in self.results() if r.failed or r.result.get("unreachable")]
+
+    def failure(self) -> TaskResult | None:
+        """The last failed task: the one that stopped the run when rc != 0."""
+        failed = self.failed_tasks()
+        return failed[-1] if failed else None
+
+    def failure_message(self) -> str:
+        """The msg of the last failed task ("" if nothing failed)."""
+        failure = self.failure()
+        return failure.msg if failure else ""
+
+    def describe(self, tail: int = 3000) -> str:
+        """For assertion messages: rc, the failed tasks with their messages, and stderr."""
+        lines = [f"ansible-playbook {' '.join(self.args)}: rc={self.rc}"]
+        if self.report is None:
+            lines.append("no JSON report; stdout:\n" + self.stdout[-tail:])
+        for r in self.failed_tasks():
+            lines.append(f"failed: [{r.host}] {r.task} ({r.path}): {r.msg[:1500]}")
+        lines.append(f"stats: {json.dumps(self.stats)}")
+        if self.stderr.strip():
+            lines.append("stderr:\n" + self.stderr[-tail:])
+        return "\n".join(lines)
+
+
+def parse_report(stdout: str) -> dict | None:
+    """The ansible.posix.json report in stdout: the last line that is a JSON object with plays and stats."""
+    for line in reversed(stdout.splitlines()):
+        if line.startswith("{"):
+            try:
+                report = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(report, dict) and "plays" in report and "stats" in report:
+                return report
+    return None
+
+
+def run_playbook(
+    playbook: str, *args: str, api_key: str, extra_env: dict | None = None, timeout: int = 240
+) -> PlaybookResult:
+    """Run ansible-playbook from the project root (so ansible.cfg and the inventory apply).
+
+    ``extra_env`` adds to the environment, e.g. ``cluster_env()`` for the integration tests.
+    """
+    argv = [playbook, *args]
+    proc = subprocess.run(
+        [str(BIN / "ansible-playbook"), *argv],
         cwd=ROOT,
         env=ansible_env(api_key, extra_env),
         capture_output=True,
@@ -75,6 +251,7 @@ def run_playbook(playbook: str, *args: str, api_key: str, extra_env: dict | None
         timeout=timeout,
         check=False,
     )
+    return PlaybookResult(argv, proc.returncode, proc.stdout, proc.stderr, parse_report(proc.stdout))
 
 
 @dataclass
@@ -85,6 +262,7 @@ class Rendered:
     api_key: str
     render_dir: Path
     files: dict[str, str]  # "<role>/<template>[-N].yaml" -> rendered text
+    run: PlaybookResult  # the tests/render.yml run (which role tasks it ran, with what results)
     overrides: dict = field(default_factory=dict)  # the -e vars file of the scenario
     objects: list[dict] = field(default_factory=list)
     sources: list[tuple[str, dict]] = field(default_factory=list)  # (file key, object)
@@ -97,10 +275,12 @@ class Rendered:
                     self.objects.append(obj)
 
     def expected(self, name: str):
-        """What a variable should be in this scenario: the override, else the plain group var or role default."""
+        """What a variable should be in this scenario: the override, else the plain group var or role
+        default (the order in which tests/render.yml lets them win)."""
         if name in self.overrides:
             return self.overrides[name]
-        for source in [group_vars()] + [load_yaml(ROLES_DIR / r / "defaults" / "main.yml") or {} for r in role_names()]:
+        defaults = [load_yaml(p) or {} for p in sorted(ROLES_DIR.glob("*/defaults/main.yml"))]
+        for source in [group_vars(), *defaults]:
             if name in source:
                 value = source[name]
                 assert "{{" not in json.dumps(value), f"{name} is a template ({value!r}); compute the expectation"
@@ -131,21 +311,26 @@ def render(
     api_key: str | None = None,
     vars_file: Path | None = None,
 ) -> Rendered:
-    """Render every role's templates with tests/render.yml; fail with Ansible's output if it fails."""
+    """Render every role's templates with tests/render.yml; fail with what Ansible reported if it fails."""
     api_key = api_key or new_api_key()
     render_dir.mkdir(parents=True, exist_ok=True)
     args = ["-e", f"render_dir={render_dir}"]
     if vars_file is not None:
         args += ["-e", f"@{vars_file}"]
-    result = run_playbook("tests/render.yml", *args, *extra_args, api_key=api_key)
-    if result.returncode != 0:
-        raise AssertionError(
-            f"tests/render.yml failed for {scenario} (rc={result.returncode}):\n"
-            f"{result.stdout[-6000:]}\n{result.stderr[-3000:]}"
-        )
+    result = run_playbook(
+        "tests/render.yml",
+        *args,
+        *extra_args,
+        api_key=api_key,
+        extra_env={"ANSIBLE_COLLECTIONS_PATH": f"{RENDER_COLLECTIONS}{os.pathsep}{ROOT / '.ansible' / 'collections'}"},
+    )
+    if result.rc != 0 or result.failed_tasks():
+        raise AssertionError(f"tests/render.yml failed for {scenario}:\n{result.describe()}")
     files = json.loads((render_dir / "rendered.json").read_text())
     overrides = (load_yaml(vars_file) or {}) if vars_file is not None else {}
-    return Rendered(scenario=scenario, api_key=api_key, render_dir=render_dir, files=files, overrides=overrides)
+    return Rendered(
+        scenario=scenario, api_key=api_key, render_dir=render_dir, files=files, run=result, overrides=overrides
+    )
 
 
 # --- small accessors for workload objects ---------------------------------

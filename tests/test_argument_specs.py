@@ -1,20 +1,22 @@
 """Bad input is refused before anything is changed, with a message that names the variable.
 
-Each case runs one role with tests/argspec_play.yml against a kubeconfig whose
-API server is https://127.0.0.1:1, where nothing listens: a run that gets past
-the role's input validation fails at its first Kubernetes call with a connection
-error. The failing task tells the two apart: the argument spec check
-("Validating arguments against arg spec") or the role's "validate |" asserts,
-versus anything later. The control cases prove the harness sees the difference.
+Each case runs site.yml with --tags <role> (the one role, as a user would run it) against
+a kubeconfig whose API server is https://127.0.0.1:1, where nothing listens: a run that
+gets past the role's input validation fails at its first Kubernetes call with a connection
+error. The failed task in the JSON report tells the two apart: the argument spec check
+("Validating arguments against arg spec") or the role's "validate |" asserts, versus
+anything later. The control cases prove the harness sees the difference.
 """
 
 import json
 import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
-from ai_stack_testlib import new_api_key, rendered_roles, run_playbook
+import yaml
+from ai_stack_testlib import PlaybookResult, TaskResult, new_api_key, rendered_roles, run_playbook
 
 ARGSPEC = "argspec"  # refused by meta/argument_specs.yml
 VALIDATE = "validate"  # refused by the role's tasks/validate.yml
@@ -191,33 +193,47 @@ CONNECTION_ERROR = re.compile(r"Connection refused|Max retries exceeded|Failed t
 
 @dataclass
 class Outcome:
-    rc: int
-    output: str
-    failed_task: str  # "role : task name" of the last failure
-    failure: str  # what Ansible printed for that task
+    run: PlaybookResult
     api_key: str
 
     @property
+    def failure(self) -> TaskResult:
+        """The task that stopped the run (the last one that failed)."""
+        failure = self.run.failure()
+        assert failure is not None, f"no task failed:\n{self.run.describe()}"
+        return failure
+
+    @property
     def message(self) -> str:
-        """The error message of the failed task (the [ERROR] paragraph before its Origin)."""
-        m = re.search(r"(?ms)^\[ERROR\]: (.*?)^Origin:", self.failure)
-        return m.group(1) if m else ""
+        """The failed task's message; for a no_log task (censored result), its fail_msg as written."""
+        if self.failure.censored:
+            return str(source_task(self.failure).get("ansible.builtin.assert", {}).get("fail_msg", ""))
+        return self.failure.msg
 
     @property
     def assertion(self) -> str:
-        """For a failed assert: the condition that was false (absent when the result is censored)."""
-        m = re.search(r"(?m)^    assertion: (.*(?:\n        .*)*)", self.failure)
-        return m.group(1) if m else ""
+        """For a failed assert: the condition that was false; for a censored one, its conditions as written."""
+        if self.failure.censored:
+            return json.dumps(source_task(self.failure).get("ansible.builtin.assert", {}).get("that", ""))
+        return str(self.failure.result.get("assertion", ""))
 
 
-def parse(output: str) -> tuple[str, str]:
-    """The task header and output block of the last task that failed (fatal)."""
-    blocks = re.split(r"(?m)^(?=TASK \[|PLAY RECAP)", output)
-    failed = [b for b in blocks if b.startswith("TASK [") and re.search(r"(?m)^fatal: ", b)]
-    if not failed:
-        return "", ""
-    block = failed[-1]
-    return re.match(r"TASK \[(.*?)\] \**", block).group(1), block
+def source_task(result: TaskResult) -> dict:
+    """The task as its file has it, found from the "file:line" the JSON report gives."""
+    path, _, line = result.path.rpartition(":")
+
+    def find(sequence):
+        for node in sequence.value if isinstance(sequence, yaml.SequenceNode) else []:
+            if node.start_mark.line + 1 == int(line):
+                return node
+            for key, value in node.value if isinstance(node, yaml.MappingNode) else []:
+                if key.value in ("block", "rescue", "always") and (found := find(value)) is not None:
+                    return found
+        return None
+
+    node = find(yaml.compose(Path(path).read_text()))
+    assert node is not None, f"no task at {result.path}"
+    return yaml.safe_load(yaml.serialize(node))
 
 
 def run_case(case: Case, tmp_path) -> Outcome:
@@ -229,20 +245,23 @@ def run_case(case: Case, tmp_path) -> Outcome:
     if case.id.startswith("leak-"):
         case_vars["config_anthropic_api_key"] = api_key  # a real-looking key, passed as an extra var
     varsfile.write_text(json.dumps(case_vars))
-    args = ["-e", f"role_under_test={case.role}", "-e", f"@{varsfile}"]
-    args += ["-e", json.dumps({"ai_stack_kubeconfig": str(kubeconfig), "ai_stack_context": "nowhere"})]
+    args = ["--tags", case.role, "-e", f"@{varsfile}"]
+    nowhere = {
+        "ai_stack_kubeconfig": str(kubeconfig),
+        "ai_stack_context": "nowhere",
+        "cluster_expected_context": "nowhere",
+    }
+    args += ["-e", json.dumps(nowhere)]
     if case.id.endswith("-vvv"):
         args.append("-vvv")
     result = run_playbook(
-        "tests/argspec_play.yml",
+        "site.yml",
         *args,
         api_key=api_key,
         extra_env={"K8S_AUTH_KUBECONFIG": str(kubeconfig), "K8S_AUTH_CONTEXT": "nowhere"},
         timeout=180,
     )
-    output = result.stdout + result.stderr
-    task, block = parse(result.stdout)
-    return Outcome(result.returncode, output, task, block, api_key)
+    return Outcome(result, api_key)
 
 
 @pytest.fixture(scope="module")
@@ -259,31 +278,42 @@ def outcomes(request, tmp_path_factory):
         return {cid: f.result() for cid, f in futures.items()}
 
 
-def stage_of(outcome: Outcome) -> str:
-    task = outcome.failed_task.split(" : ", 1)[-1]
-    if task.startswith("Validating arguments against arg spec"):
+def stage_of(o: Outcome) -> str:
+    if o.failure.name.startswith("Validating arguments against arg spec"):
         return ARGSPEC
-    if task.startswith("validate |"):
+    if o.failure.name.startswith("validate |"):
         return VALIDATE
     return CLUSTER
 
 
 def describe(o: Outcome) -> str:
-    return f"rc={o.rc}, failed task {o.failed_task!r}\n{o.output[-3000:]}"
+    return o.run.describe()
+
+
+def kubernetes_calls(o: Outcome) -> list[str]:
+    """The kubernetes.core tasks that ran (not skipped)."""
+    return [r.task for r in o.run.results() if r.action.startswith("kubernetes.core.") and not r.skipped]
+
+
+def pinpoints(o: Outcome, var: str) -> bool:
+    """The failure is about ``var``: the assert's failed condition names it, or the message names
+    no other variable of the role (a message that lists every variable would prove little)."""
+    if var in o.assertion:
+        return True
+    return set(re.findall(rf"\b{o.failure.role}_\w+", o.message)) == {var}
 
 
 @pytest.mark.parametrize("case", BAD, ids=lambda c: c.id)
 def test_bad_input_is_refused_by_validation(case, outcomes):
     o = outcomes[case.id]
-    assert o.rc != 0, describe(o)
-    assert o.failed_task.startswith(f"{case.role} : "), describe(o)
+    assert o.run.rc != 0, describe(o)
+    assert o.failure.role == case.role, describe(o)
     assert stage_of(o) == case.stage, describe(o)
-    # The message names the variable; for an assert, the condition that failed is about it too
-    # (model_runner's message lists all its variables, so that alone would prove little).
-    assert case.names in o.message, f"the message does not name {case.names}:\n{o.failure}"
-    if case.stage == VALIDATE and "censored" not in o.failure:
-        assert case.names in o.assertion, f"the failed condition is not about {case.names}:\n{o.failure}"
-    assert not CONNECTION_ERROR.search(o.output), "a Kubernetes call was made before the input was refused"
+    assert case.names in o.message, f"the message does not name {case.names}:\n{describe(o)}"
+    if case.stage == VALIDATE:
+        assert pinpoints(o, case.names), f"the failure is not about {case.names} alone:\n{describe(o)}"
+    assert kubernetes_calls(o) == [], "a Kubernetes call was made before the input was refused"
+    assert o.run.stats["localhost"]["changed"] == 0, describe(o)
 
 
 @pytest.mark.parametrize("case", GOOD, ids=lambda c: c.id)
@@ -291,19 +321,25 @@ def test_good_input_gets_past_validation(case, outcomes):
     """Role defaults (and an empty key that is allowed on purpose) pass validation;
     the run then fails only because the API server does not answer."""
     o = outcomes[case.id]
-    assert o.rc != 0, describe(o)
-    assert o.failed_task.startswith(f"{case.role} : "), describe(o)
+    assert o.run.rc != 0, describe(o)
+    assert o.failure.role == case.role, describe(o)
     assert stage_of(o) == CLUSTER, describe(o)
-    assert CONNECTION_ERROR.search(o.failure), describe(o)
-    assert re.search(r"(?m)^TASK \[\w+ : validate \|", o.output), "the role's validate tasks did not run"
-    assert re.search(r"(?m)^TASK \[\w+ : Validating arguments against arg spec", o.output)
+    # The first failure is a Kubernetes call that found no API server (a rescue may pass it on).
+    first = o.run.failed_tasks()[0]
+    assert first.action.startswith("kubernetes.core.") and CONNECTION_ERROR.search(first.msg), describe(o)
+    assert CONNECTION_ERROR.search(o.failure.msg), describe(o)
+    assert {r.role for r in o.run.failed_tasks()} == {case.role}, describe(o)
+    ran = [r for r in o.run.results() if r.role == case.role and not r.skipped]
+    assert [r for r in ran if r.name.startswith("Validating arguments against arg spec")], "no argument spec check ran"
+    assert [r for r in ran if r.name.startswith("validate |")], "the role's validate tasks did not run"
 
 
 @pytest.mark.parametrize("case", LEAK, ids=lambda c: c.id)
 def test_api_key_never_printed(case, outcomes):
     o = outcomes[case.id]
-    assert o.rc != 0 and stage_of(o) == case.stage, describe(o)
+    assert o.run.rc != 0 and stage_of(o) == case.stage, describe(o)
     assert case.names in o.message, describe(o)
-    assert o.api_key not in o.output
+    # The whole raw output (stdout and stderr, the JSON report included), not only the report.
+    assert o.api_key not in o.run.output
     # Nor a recognisable part of it.
-    assert o.api_key[-16:] not in o.output
+    assert o.api_key[-16:] not in o.run.output

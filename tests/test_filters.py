@@ -1,12 +1,12 @@
-"""Unit tests of roles/cluster/filter_plugins/cluster_filters.py (capacity preflight)."""
+"""Unit tests of plugins/filter/cluster.py (capacity preflight)."""
 
 import importlib.util
 
 import pytest
-from ai_stack_testlib import ROLES_DIR
+from ai_stack_testlib import ROOT
 
 _spec = importlib.util.spec_from_file_location(
-    "cluster_filters", ROLES_DIR / "cluster" / "filter_plugins" / "cluster_filters.py"
+    "cluster_filters", ROOT / "plugins" / "filter" / "cluster.py"
 )
 cf = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(cf)
@@ -73,7 +73,7 @@ KIND = [
 
 
 def test_filters_are_registered():
-    assert set(cf.FilterModule().filters()) == {"k8s_quantity", "capacity_report", "node_summary"}
+    assert set(cf.FilterModule().filters()) == {"k8s_quantity", "capacity_report", "merge_workloads", "node_summary"}
 
 
 @pytest.mark.parametrize(

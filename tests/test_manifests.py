@@ -22,10 +22,10 @@ from ai_stack_testlib import (
     all_containers,
     container,
     env_of,
-    group_vars,
     load_yaml,
     pod_spec,
     render,
+    render_vars,
     rendered_roles,
 )
 
@@ -51,11 +51,11 @@ def frontend(r):
 
 def model_name(r):
     """The one model name of the scenario (ai_stack_model_name feeds every role)."""
-    return r.overrides.get("ai_stack_model_name", group_vars()["ai_stack_model_name"])
+    return r.expected("ai_stack_model_name")
 
 
 def namespace_name(r):
-    return r.overrides.get("ai_stack_namespace", group_vars()["ai_stack_namespace"])
+    return r.expected("ai_stack_namespace")
 
 
 # --- coverage and schema ------------------------------------------------------
@@ -340,7 +340,8 @@ def test_extra_labels_and_annotations_reach_the_pods(renders):
     assert runner_annotations["prometheus.io/scrape"] == "true"
     assert "checksum/config" in runner_annotations
     assert backend(r)["spec"]["template"]["metadata"]["annotations"]["example.com/owner"] == "ml-platform"
-    assert backend(r)["spec"]["replicas"] == 3 and frontend(r)["spec"]["replicas"] == 2
+    # (the backend's count belongs to its HPA: test_deployments_an_hpa_scales_omit_replicas)
+    assert frontend(r)["spec"]["replicas"] == 2
 
 
 # --- pre-pull sidecar script -----------------------------------------------------
@@ -449,14 +450,78 @@ def test_checksum_annotations_present(rendered):
     assert "checksum/secret" not in pod_annotations(frontend(rendered))
 
 
-def test_checksum_tasks_are_the_roles_own(rendered):
-    """tests/render.yml ran each role's tasks/checksum.yml with only the cluster read swapped out."""
-    for role in ("model_runner", "chatbot"):
-        original = (ROLES_DIR / role / "tasks" / "checksum.yml").read_text()
-        copied = (rendered.render_dir / "_tasks" / f"checksum-{role}.yml").read_text()
-        # (the file lookup drops the final newline)
-        assert copied == re.sub(r"(?m)^(\s*)kubernetes\.core\.k8s_info:", r"\1render_k8s_info:", original).rstrip("\n")
-        assert copied != original
+def test_cluster_reads_run_the_roles_own_task_files(rendered):
+    """tests/render.yml ran each role's own task files that read the cluster (render_reads), from
+    roles/, with kubernetes.core.k8s_info answered by the offline stand-in, and copied no task file."""
+    results = rendered.run.results()
+    reads = [r for r in results if r.action == "kubernetes.core.k8s_info"]
+    expected = {(role, stem) for role, stems in render_vars()["render_reads"].items() for stem in stems}
+    assert expected, "render_reads is empty"
+    ran = set()
+    for r in reads:
+        path, _, line = r.path.rpartition(":")
+        assert line.isdigit() and path.startswith(f"{ROLES_DIR}/"), f"{r.task} does not come from roles/: {r.path}"
+        role, tasks_dir, file_name = path.removeprefix(f"{ROLES_DIR}/").split("/")
+        assert tasks_dir == "tasks" and r.role == role, r.path
+        ran.add((role, file_name.removesuffix(".yml")))
+        assert not r.failed and not r.skipped, f"{r.task}: {r.result}"
+        # The stand-in answered (a no_log task's result is censored, so it cannot say).
+        assert r.censored or r.result["render_answered_from"] in ("manifests", "render_checksum_data"), r.result
+    assert ran == expected
+    assert not [p for p in rendered.render_dir.rglob("*") if p.suffix == ".yml"], "the renderer wrote task files"
+    # The ConfigMap read found the config role's rendered ConfigMap.
+    (configmap_read,) = [
+        r for r in reads if r.task == "model_runner : checksum | Read the ConfigMap the runner consumes"
+    ]
+    assert [o["metadata"]["name"] for o in configmap_read.result["resources"]] == [
+        rendered.one("ConfigMap")["metadata"]["name"]
+    ]
+
+
+def called_task_files(role: str) -> set[str]:
+    """The role's own task files its tasks/main.yml imports or includes (file stems)."""
+    called = set()
+
+    def walk(tasks):
+        for task in tasks or []:
+            for key in ("block", "rescue", "always"):
+                walk(task.get(key))
+            for key, value in task.items():
+                short = key.rsplit(".", 1)[-1]
+                if short in ("import_tasks", "include_tasks"):
+                    called.add(str(value["file"] if isinstance(value, dict) else value).removesuffix(".yml"))
+                elif short in ("import_role", "include_role") and value.get("name") == role:
+                    called.add(str(value.get("tasks_from", "main")).removesuffix(".yml"))
+
+    walk(load_yaml(ROLES_DIR / role / "tasks" / "main.yml"))
+    return called
+
+
+def template_inputs(role: str) -> str:
+    """The text that feeds the role's templates: its vars/main.yml and its templates."""
+    files = [ROLES_DIR / role / "vars" / "main.yml", *sorted((ROLES_DIR / role / "templates").glob("*.j2"))]
+    return "\n".join(f.read_text() for f in files if f.is_file())
+
+
+def test_render_reads_follow_the_roles():
+    """render_reads in tests/render.yml lists exactly the task files each rendered role's main.yml calls
+    that read the cluster (kubernetes.core.k8s_info) into a variable its templates or vars/main.yml use."""
+    render_reads = render_vars()["render_reads"]
+    for role in rendered_roles():
+        feeding = set()
+        for stem in called_task_files(role):
+            tasks = load_yaml(ROLES_DIR / role / "tasks" / f"{stem}.yml") or []
+            if not any("kubernetes.core.k8s_info" in t for t in tasks):
+                continue
+            produced = {t["register"] for t in tasks if "register" in t}
+            produced |= {k for t in tasks for k in (t.get("ansible.builtin.set_fact") or {})}
+            if any(re.search(rf"\b{re.escape(v)}\b", template_inputs(role)) for v in produced):
+                feeding.add(stem)
+        assert set(render_reads.get(role, [])) == feeding, (
+            f"roles/{role}/tasks/main.yml calls {sorted(feeding)} to read what its templates need; "
+            f"tests/render.yml render_reads has {render_reads.get(role, [])}"
+        )
+    assert set(render_reads) <= set(rendered_roles())
 
 
 def test_checksums_follow_the_rendered_data(renders):
@@ -467,6 +532,19 @@ def test_checksums_follow_the_rendered_data(renders):
         != pod_annotations(model_runner_deployment(n))["checksum/config"]
     )
     assert pod_annotations(backend(d))["checksum/secret"] != pod_annotations(backend(n))["checksum/secret"]
+
+
+def hpa_object(namespace, deployment):
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": f"{deployment}-hpa", "namespace": namespace},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment},
+            "minReplicas": 1,
+            "maxReplicas": 3,
+        },
+    }
 
 
 @pytest.fixture(scope="module")
@@ -486,7 +564,12 @@ def variant_renders(renders, tmp_path_factory):
         "missing": {"ConfigMap": None, "Secret": None},
     }
     extra_vars = {name: {"render_checksum_data": data} for name, data in variants.items()}
-    extra_vars["hpa"] = {"__chatbot_hpa_targets": ["go-backend"], "__model_runner_hpa_targets": ["docker-model-runner"]}
+    # HPAs found in the namespace (the roles' hpa_owned tasks read them); the autoscaling role's own
+    # HPAs are switched off, so that only what the reads find decides.
+    ns = base.one("Namespace")["metadata"]["name"]
+    cluster_hpas = [hpa_object(ns, "go-backend"), hpa_object(ns, "docker-model-runner")]
+    extra_vars["hpa"] = {"autoscaling_state": "absent", "render_cluster_objects": cluster_hpas}
+    extra_vars["no-hpa"] = {"autoscaling_state": "absent"}
     tmp = tmp_path_factory.mktemp("variants")
     roles = {"render_roles": ["config", "model_runner", "chatbot"]}
     with ThreadPoolExecutor(max_workers=2) as pool:
@@ -555,11 +638,42 @@ def test_tasks_handling_the_secret_have_no_log():
 # --- HPA-owned Deployments ------------------------------------------------------------
 
 
-def test_hpa_owned_deployments_omit_replicas(variant_renders):
-    """A Deployment an HPA scales is applied without replicas (the HPA keeps the count)."""
+def test_deployments_an_hpa_scales_omit_replicas(rendered):
+    """A Deployment that an HPA of the autoscaling role scales is applied without replicas (the HPA
+    keeps the count); every other Deployment has them. (The model runner's HPA is rendered either
+    way; the role applies it only when autoscaling_model_runner_hpa_enabled, absent otherwise.)"""
+    ns = namespace_name(rendered)
+    targets = {
+        h["spec"]["scaleTargetRef"]["name"]
+        for h in rendered.of_kind("HorizontalPodAutoscaler")
+        if h["metadata"]["namespace"] == ns and h["spec"]["scaleTargetRef"]["kind"] == "Deployment"
+    }
+    scaled = {rendered.expected("chatbot_backend_name")}
+    if rendered.expected("autoscaling_model_runner_hpa_enabled"):
+        scaled.add(rendered.expected("model_runner_name"))
+    assert scaled <= targets
+    assert rendered.scenario != "nondefault" or len(scaled) == 2
+    for d in rendered.of_kind("Deployment"):
+        if d["metadata"].get("namespace") != ns:
+            continue
+        name = d["metadata"]["name"]
+        assert ("replicas" in d["spec"]) == (
+            name not in scaled
+        ), f"{name}: {d['spec'].get('replicas')}, scaled {scaled}"
+    assert frontend(rendered)["spec"]["replicas"] == rendered.expected("chatbot_frontend_replicas")
+
+
+def test_hpa_found_in_the_namespace_omits_replicas(variant_renders):
+    """An HPA the roles' hpa_owned reads find in the namespace has the same effect."""
     r = variant_renders["hpa"]
+    assert not r.of_kind("HorizontalPodAutoscaler")
     assert "replicas" not in backend(r)["spec"]
     assert "replicas" not in model_runner_deployment(r)["spec"]
     assert frontend(r)["spec"]["replicas"] == 1
     for d in r.of_kind("Deployment"):
         kubernetes_validate.validate(d, K8S_VERSION, strict=True)
+    # Without them (and without the autoscaling role's HPAs), every Deployment has its replicas.
+    n = variant_renders["no-hpa"]
+    assert backend(n)["spec"]["replicas"] == 1
+    assert model_runner_deployment(n)["spec"]["replicas"] == 1
+    assert frontend(n)["spec"]["replicas"] == 1

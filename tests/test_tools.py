@@ -1,10 +1,12 @@
-"""The test-cluster tools' offline parts: planning on an empty cache, the runc wrapper, the kind
-cluster's configuration, the image names read from the roles, and `make deploy`'s target choice."""
+"""The test-cluster tools' offline parts: planning on an empty cache and the simulated cluster's
+go.mod, ldflags, nodes and process handling, the runc wrapper, the kind cluster's configuration,
+the image names read from the roles, and `make deploy`'s target choice."""
 
 import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,11 @@ TOOLS = REPO / "tools"
 sys.path.insert(0, str(TOOLS))
 
 from kindcluster import cluster, engine, stackimages  # noqa: E402
+from testcluster import build as sim_build  # noqa: E402
+from testcluster import cluster as sim_cluster  # noqa: E402
+from testcluster import common as sim_common  # noqa: E402
+from testcluster import manifests as sim_manifests  # noqa: E402
+from testcluster import processes as sim_processes  # noqa: E402
 
 import deploy  # noqa: E402
 
@@ -23,14 +30,114 @@ def test_testcluster_plan_on_a_cache_that_does_not_exist(tmp_path):
     """A fresh machine has no ~/.cache/ai-stack-testcluster: planning must create it, not crash
     (it did: `go mod download` ran with the missing directory as its working directory)."""
     cache = tmp_path / "no" / "such" / "cache"
-    env = dict(os.environ, AI_STACK_TESTCLUSTER_CACHE=str(cache))
-    r = subprocess.run([sys.executable, str(TOOLS / "testcluster.py"), "plan"], env=env,
+    env = dict(os.environ, AI_STACK_TESTCLUSTER_CACHE=str(cache), PYTHONPATH=str(TOOLS))
+    r = subprocess.run([sys.executable, "-m", "testcluster", "plan"], env=env,
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     lines = dict(line.split("\t", 1) for line in r.stdout.splitlines())
     assert lines["kube-apiserver"].startswith(str(cache / "bin"))
     assert lines["etcd"].endswith("\tmissing")
     assert cache.is_dir()
+
+
+def test_testcluster_env_and_pinned_paths_need_no_build(monkeypatch):
+    monkeypatch.setattr(sim_build.Plan, "etcd_version", lambda self: "v3.6.4")
+    plan = sim_build.Plan().binaries()
+    for name in sim_build.PINNED:
+        assert sim_build.pinned_binary(name) == plan[name]
+    helm = sim_common.load_versions()["helm"]
+    assert plan["helm"] == sim_common.CACHE / "bin" / f"helm-{helm}" / "helm"
+    env = sim_cluster.env()
+    kubeconfig = str(REPO / ".testcluster" / "kubeconfig")
+    assert env["KUBECONFIG"] == env["K8S_AUTH_KUBECONFIG"] == kubeconfig
+    assert env["K8S_AUTH_CONTEXT"] == "kwok-desktop-sim"
+    assert env["TESTCLUSTER_HELM"] == str(plan["helm"])
+    assert env["TESTCLUSTER_KWOKCTL"] == str(plan["kwokctl"])
+
+
+K8S_GOMOD = """module k8s.io/kubernetes
+
+go 1.24.0
+
+godebug default=go1.24
+
+require (
+\tgo.etcd.io/etcd/server/v3 v3.6.4
+\tk8s.io/api v0.0.0
+)
+
+replace (
+\tk8s.io/api => ./staging/src/k8s.io/api
+\tk8s.io/client-go => ./staging/src/k8s.io/client-go
+)
+"""
+
+
+def test_testcluster_wrapper_module_maps_staging_to_published_versions():
+    assert sim_build.etcd_from_gomod(K8S_GOMOD) == "v3.6.4"
+    gomod = sim_build.wrapper_gomod(K8S_GOMOD, "v1.34.4", "v3.6.4")
+    lines = gomod.splitlines()
+    assert lines[:5] == ["module testcluster.local/k8s-wrapper", "", "go 1.24.0", "",
+                         "godebug default=go1.24"]
+    assert "\tk8s.io/kubernetes v1.34.4" in lines and "\tgo.etcd.io/etcd/server/v3 v3.6.4" in lines
+    assert "\tk8s.io/api => k8s.io/api v0.34.4" in lines
+    assert "\tk8s.io/client-go => k8s.io/client-go v0.34.4" in lines
+    with pytest.raises(SystemExit):
+        sim_build.etcd_from_gomod("module x\n")
+    with pytest.raises(SystemExit):
+        sim_build.wrapper_gomod("module x\n\ngo 1.24\n", "v1.34.4", "v3.6.4")
+
+
+def test_testcluster_version_ldflags():
+    ld = sim_build.k8s_ldflags("v1.34.4")
+    assert "-X k8s.io/component-base/version.gitVersion=v1.34.4" in ld
+    assert "-X k8s.io/client-go/pkg/version.gitMajor=1" in ld
+    assert "-X k8s.io/client-go/pkg/version.gitMinor=34" in ld
+    helm = sim_build.helm_ldflags("v3.18.6", "require (\n\tk8s.io/client-go v0.33.3\n)\n")
+    assert "helm.sh/helm/v3/internal/version.version=v3.18.6" in helm
+    assert "-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=33" in helm
+    assert "k8sVersionMinor=20" in sim_build.helm_ldflags("v3.0.0", "")
+
+
+def test_testcluster_nodes_are_sized_from_the_environment(monkeypatch):
+    monkeypatch.setenv("TESTCLUSTER_WORKER_CPU", "2")
+    monkeypatch.delenv("TESTCLUSTER_WORKER_MEMORY", raising=False)
+    monkeypatch.setenv("TESTCLUSTER_CONTROL_PLANE_MEMORY", "2Gi")
+    nodes = {n["metadata"]["name"]: n for n in sim_manifests.node_manifests("v1.34.4", "v0.8.0")}
+    assert list(nodes) == ["desktop-control-plane", "desktop-worker", "desktop-worker2"]
+    control, worker = nodes["desktop-control-plane"], nodes["desktop-worker"]
+    assert control["spec"]["taints"][0]["effect"] == "NoSchedule"
+    assert "taints" not in worker["spec"]
+    assert control["status"]["capacity"] == {"cpu": "2", "memory": "2Gi", "pods": "110",
+                                             "ephemeral-storage": "100Gi"}
+    assert worker["status"]["allocatable"]["memory"] == "8Gi"
+    assert worker["status"]["nodeInfo"]["kubeletVersion"] == "v1.34.4"
+    monkeypatch.setenv("TESTCLUSTER_WORKER_PODS", "lots")
+    with pytest.raises(SystemExit):
+        sim_manifests.node_manifests("v1.34.4", "v0.8.0")
+    [sc] = sim_manifests.storage_manifests()
+    assert sc["provisioner"] == "testcluster.local/hostpath"
+
+
+def test_testcluster_stops_only_its_own_processes(tmp_path):
+    (tmp_path / "etcd.pid").write_text("123\n")
+    (tmp_path / "kwok.pid").write_text("not a pid\n")
+    assert sim_processes.read_pid_dir(tmp_path) == {"etcd": 123}
+    assert sim_processes.read_pid_dir(tmp_path / "missing") == {}
+    p = subprocess.Popen(["sleep", "30"])
+    for _ in range(100):  # until the child has exec'd: before that its command line is ours
+        if sim_processes.pid_cmdline(p.pid).startswith("sleep 30"):
+            break
+        time.sleep(0.05)
+    try:
+        sim_processes.stop_pid(p.pid, ("hostpath-provisioner",), "someone else's")
+        assert sim_processes.pid_alive(p.pid)
+        sim_processes.stop_pid(p.pid, ("sleep 30",), "ours")
+        assert not sim_processes.pid_alive(p.pid)  # a zombie until reaped: counts as gone
+    finally:
+        p.kill()
+        p.wait()
+    assert sim_processes.wait_reaped([p.pid], 1) == []
 
 
 def _spec(caps):

@@ -23,21 +23,15 @@ from pathlib import Path
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
-STAGES = REPO / "tools" / "testcluster" / "stages-ecosystem.yaml"
-KUBECONFIG = os.environ.get("K8S_AUTH_KUBECONFIG") or str(REPO / ".testcluster" / "kubeconfig")
-CONTEXT = os.environ.get("K8S_AUTH_CONTEXT", "kwok-desktop-sim")
+# The simulated cluster's tool, tools/testcluster, knows the cluster's settings and its binaries.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
+from testcluster import build, cluster  # noqa: E402
+from testcluster.common import CONF_DIR  # noqa: E402
 
-
-def kwok_binary() -> str:
-    out = subprocess.run([sys.executable, str(REPO / "tools" / "testcluster.py"), "env"],
-                         capture_output=True, text=True, check=True).stdout
-    for line in out.splitlines():
-        if line.startswith("export TESTCLUSTER_KWOKCTL="):
-            kwokctl = Path(line.split("=", 1)[1])
-            # kwok-<version>/kwok next to kwokctl-<version>/kwokctl
-            return str(kwokctl.parent.parent / kwokctl.parent.name.replace("kwokctl-", "kwok-") / "kwok")
-    raise SystemExit("sim_operators: tools/testcluster.py env printed no TESTCLUSTER_KWOKCTL")
+STAGES = CONF_DIR / "stages-ecosystem.yaml"
+SIM_ENV = cluster.env()
+KUBECONFIG = os.environ.get("K8S_AUTH_KUBECONFIG") or SIM_ENV["K8S_AUTH_KUBECONFIG"]
+CONTEXT = os.environ.get("K8S_AUTH_CONTEXT") or SIM_ENV["K8S_AUTH_CONTEXT"]
 
 
 def served(api_version: str, kind: str) -> bool:
@@ -49,7 +43,7 @@ def served(api_version: str, kind: str) -> bool:
 
 
 def supervise(pidfile: Path) -> None:
-    kwok = kwok_binary()
+    kwok = str(build.pinned_binary("kwok"))
     groups: dict[tuple[str, str], list[dict]] = {}
     for doc in yaml.safe_load_all(STAGES.read_text()):
         if doc:

@@ -1,4 +1,4 @@
-"""Shared by the kserve and kubeflow roles (symlinked into their filter_plugins): which rendered objects the API server can take now."""
+"""Used by the kserve and kubeflow roles: which rendered objects the API server can take now."""
 
 
 def k8s_applicable(docs, apis, namespaces=None):
@@ -45,6 +45,21 @@ def k8s_label_namespaces(docs, labels):
     return out
 
 
+def k8s_plan(docs, apis, namespaces=None, check_mode=False):
+    """What to apply now: {"apply": [...], "skipped": [...]}.
+
+    A real run applies every manifest (the API server creates namespaces and CRDs in
+    order). Check mode applies (dry-runs) only what k8s_applicable finds servable and
+    lists the rest as skipped, so one task serves both modes.
+    """
+    if not check_mode:
+        return {"apply": [d for d in docs or [] if d], "skipped": []}
+    found = k8s_applicable(docs, apis, namespaces)
+    return {"apply": found["served"], "skipped": found["skipped"]}
+
+
 class FilterModule:
+    """Which manifests the API server can take now."""
+
     def filters(self):
-        return {"k8s_applicable": k8s_applicable, "k8s_label_namespaces": k8s_label_namespaces}
+        return {"k8s_applicable": k8s_applicable, "k8s_plan": k8s_plan, "k8s_label_namespaces": k8s_label_namespaces}

@@ -1,14 +1,19 @@
 """Offline stand-in for kubernetes.core.k8s_info, used only by tests/render.yml.
 
-tests/render_tasks/checksum.yml runs a role's own tasks/checksum.yml with its
-``kubernetes.core.k8s_info`` task pointed at this plugin. It answers the read
-the way the API server would after the run applied the manifests:
+tests/render.yml runs a role's own task files (include_role tasks_from) where a
+template needs what the role reads from the cluster. For that run,
+tests/render_collections (a kubernetes.core with only a meta/runtime.yml) routes
+``kubernetes.core.k8s_info`` here. The read is answered the way the API server
+would answer it after the run applied the manifests:
 
-* if the play has ``render_checksum_data`` with an entry for the kind asked
-  for (``{"ConfigMap": {...}, "Secret": {...}}``), with one object of that kind
-  whose ``data`` is that entry (``null``: no such object, an empty list);
-* otherwise with the matching objects (kind, name, namespace) among the
-  manifests rendered so far (the play's ``render_outputs``).
+* if the play has ``render_checksum_data`` with an entry for the kind asked for
+  (``{"ConfigMap": {...}, "Secret": {...}}``), a read of one named object gets one
+  object of that kind whose ``data`` is that entry (``null``: no such object);
+* otherwise the objects that match (kind, name if given, namespace if given) among
+  the manifests rendered so far (the play's ``render_outputs``) and the objects the
+  play says are in the cluster already (``render_cluster_objects``, a list).
+
+The result says which of the two answered (``render_answered_from``).
 """
 
 import yaml
@@ -34,11 +39,13 @@ class ActionModule(ActionBase):
         kind = args.get("kind")
         name = args.get("name")
         namespace = args.get("namespace")
-        if not kind or not name:
-            raise AnsibleActionFail("render_k8s_info answers reads of one named object only (kind and name)")
+        if not kind:
+            raise AnsibleActionFail("render_k8s_info answers reads of one kind only (give kind)")
+        if args.get("label_selectors") or args.get("field_selectors"):
+            raise AnsibleActionFail("render_k8s_info does not answer label or field selectors")
 
         overrides = self._var(task_vars, "render_checksum_data", {}) or {}
-        if kind in overrides:
+        if name and kind in overrides:
             data = overrides[kind]
             resources = []
             if data is not None:
@@ -50,15 +57,23 @@ class ActionModule(ActionBase):
                         "data": data,
                     }
                 ]
+            answered_from = "render_checksum_data"
         else:
-            resources = []
+            candidates = list(self._var(task_vars, "render_cluster_objects", []) or [])
             outputs = self._var(task_vars, "render_outputs", {}) or {}
             for key in sorted(outputs):
-                for obj in yaml.safe_load_all(str(outputs[key])):
-                    if not isinstance(obj, dict):
-                        continue
-                    meta = obj.get("metadata") or {}
-                    if obj.get("kind") == kind and meta.get("name") == name and meta.get("namespace") == namespace:
-                        resources.append(obj)
-        result.update(changed=False, api_found=True, resources=resources)
+                candidates.extend(yaml.safe_load_all(str(outputs[key])))
+            resources = []
+            for obj in candidates:
+                if not isinstance(obj, dict):
+                    continue
+                meta = obj.get("metadata") or {}
+                if (
+                    obj.get("kind") == kind
+                    and (not name or meta.get("name") == name)
+                    and (not namespace or meta.get("namespace") == namespace)
+                ):
+                    resources.append(obj)
+            answered_from = "manifests"
+        result.update(changed=False, api_found=True, resources=resources, render_answered_from=answered_from)
         return result

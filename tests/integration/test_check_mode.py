@@ -7,11 +7,8 @@ Uses the real kube-apiserver's server-side dry run; no pod needs to run, so
 nothing here depends on KWOK's simulation.
 """
 
-import time
-
 import pytest
-
-from integration_helpers import run_playbook
+from ai_stack_testlib import PlaybookResult, cluster_env, run_playbook
 
 NO_DOCKER = ("-e", "chatbot_image_load_enabled=false")
 
@@ -24,6 +21,18 @@ KINDS = [
     ("apps/v1", "Deployment"),
     ("apps/v1", "ReplicaSet"),
 ]
+
+# What site.yml creates in the stack's namespace with the defaults (role defaults).
+STACK_OBJECTS = {
+    ("ConfigMap", "dmr-config"),
+    ("PersistentVolumeClaim", "model-storage"),
+    ("Deployment", "docker-model-runner"),
+    ("Deployment", "go-backend"),
+    ("Deployment", "react-frontend"),
+    ("Service", "docker-model-runner"),
+    ("Service", "go-backend"),
+    ("Service", "react-frontend"),
+}
 
 
 def snapshot(kube, namespace):
@@ -38,49 +47,64 @@ def snapshot(kube, namespace):
     return state
 
 
-@pytest.fixture()
-def empty_namespace(kube):
-    name = "ai-check"
-    namespaces = kube.resources.get(api_version="v1", kind="Namespace")
-    namespaces.create(body={"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
-    # The controller-manager publishes kube-root-ca.crt into every new namespace;
-    # wait for it so that it is part of "before", not a change of check mode.
-    configmaps = kube.resources.get(api_version="v1", kind="ConfigMap")
-    for _ in range(60):
-        if [c for c in configmaps.get(namespace=name).items if c.metadata.name == "kube-root-ca.crt"]:
-            break
-        time.sleep(0.5)
-    else:
-        pytest.fail("kube-root-ca.crt never appeared in the new namespace")
-    yield name
-    namespaces.delete(name=name)
+def would_change(result: PlaybookResult, namespace: str) -> set:
+    """(kind, name) of the objects the kubernetes.core.k8s tasks report they would change in the
+    namespace (or that are the namespace), from the dry-run objects in their results (no_log
+    results are censored and left out)."""
+    found = set()
+    for r in result.results():
+        if r.action != "kubernetes.core.k8s" or r.censored:
+            continue
+        for item in r.items():
+            obj = item.get("result") if item.get("changed") else None
+            if isinstance(obj, dict) and obj.get("kind"):
+                meta = obj.get("metadata", {})
+                if meta.get("namespace") == namespace or (obj["kind"], meta.get("name")) == ("Namespace", namespace):
+                    found.add((obj["kind"], meta.get("name")))
+    return found
 
 
-def test_check_mode_on_empty_namespace_changes_nothing(kube, empty_namespace, api_key):
-    before = snapshot(kube, empty_namespace)
-    result = run_playbook(
-        "site.yml", "--check", "--diff", *NO_DOCKER, "-e", f"ai_stack_namespace={empty_namespace}", api_key=api_key
+def check_run(namespace, api_key):
+    return run_playbook(
+        "site.yml",
+        "--check",
+        "--diff",
+        *NO_DOCKER,
+        "-e",
+        f"ai_stack_namespace={namespace}",
+        api_key=api_key,
+        extra_env=cluster_env(),
+        timeout=900,
     )
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output[-4000:]
-    assert "changed=" in output
-    after = snapshot(kube, empty_namespace)
+
+
+def test_check_mode_on_empty_namespace_changes_nothing(kube, temp_namespace, api_key):
+    before = snapshot(kube, temp_namespace)
+    result = check_run(temp_namespace, api_key)
+    assert result.rc == 0, result.describe()
+    assert result.failed_tasks() == [], result.describe()
+    after = snapshot(kube, temp_namespace)
     assert after == before, f"check mode changed the cluster: before={before} after={after}"
     # Only the namespace (and the controller-manager's CA ConfigMap) existed before and after.
-    assert set(after) == {("Namespace", empty_namespace), ("ConfigMap", "kube-root-ca.crt")}
-    # Check mode reports what it would change (the objects would be created).
-    assert "would" in output or "changed" in output
+    assert set(after) == {("Namespace", temp_namespace), ("ConfigMap", "kube-root-ca.crt")}
+    # Check mode reports what it would change: the stack's objects would be created ...
+    assert result.changed, result.describe()
+    would = would_change(result, temp_namespace)
+    assert STACK_OBJECTS <= would, f"not reported as would-change: {sorted(STACK_OBJECTS - would)}"
+    # ... the Secret too, by the config role's task, whose result no_log censors.
+    assert [r for r in result.results() if r.role == "config" and r.censored and r.changed], result.describe()
     # The secret never appears in the output, --diff included.
-    assert api_key not in output
+    assert api_key not in result.output
 
 
-def test_check_mode_on_missing_namespace_does_not_crash(kube, api_key):
+@pytest.mark.namespace_absent
+def test_check_mode_on_missing_namespace_does_not_crash(kube, temp_namespace, api_key):
     """A first `--check` run on a cluster where the namespace does not exist yet."""
-    name = "ai-check-missing"
     namespaces = kube.resources.get(api_version="v1", kind="Namespace")
-    assert name not in [n.metadata.name for n in namespaces.get().items]
-    result = run_playbook("site.yml", "--check", "--diff", *NO_DOCKER, "-e", f"ai_stack_namespace={name}", api_key=api_key)
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output[-4000:]
-    assert name not in [n.metadata.name for n in namespaces.get().items]
-    assert api_key not in output
+    result = check_run(temp_namespace, api_key)
+    assert result.rc == 0, result.describe()
+    assert result.failed_tasks() == [], result.describe()
+    assert temp_namespace not in [n.metadata.name for n in namespaces.get().items]
+    # It reports that the namespace would be created.
+    assert ("Namespace", temp_namespace) in would_change(result, temp_namespace), result.describe()
+    assert api_key not in result.output

@@ -6,18 +6,14 @@ load test fail at its scale-out timeout, which is the path under test.
 """
 
 import pytest
-from integration_helpers import run_playbook
-
-NAMESPACE = "ai-loadtest"
+from ai_stack_testlib import cluster_env, run_playbook
 
 
 @pytest.fixture()
-def namespace_with_hpa(kube):
-    namespaces = kube.resources.get(api_version="v1", kind="Namespace")
-    namespaces.create(body={"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})
+def namespace_with_hpa(kube, temp_namespace):
     hpas = kube.resources.get(api_version="autoscaling/v2", kind="HorizontalPodAutoscaler")
     hpas.create(
-        namespace=NAMESPACE,
+        namespace=temp_namespace,
         body={
             "apiVersion": "autoscaling/v2",
             "kind": "HorizontalPodAutoscaler",
@@ -27,19 +23,21 @@ def namespace_with_hpa(kube):
                 "minReplicas": 1,
                 "maxReplicas": 5,
                 "metrics": [
-                    {"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}}}
+                    {
+                        "type": "Resource",
+                        "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}},
+                    }
                 ],
             },
         },
     )
-    yield NAMESPACE
-    namespaces.delete(name=NAMESPACE)
+    return temp_namespace
 
 
 def test_loadtest_job_is_removed_after_a_failed_run(kube, namespace_with_hpa, api_key):
     jobs = kube.resources.get(api_version="batch/v1", kind="Job")
     result = run_playbook(
-        "playbooks/autoscaling.yml",
+        "site.yml",
         "--tags",
         "loadtest",
         "-e",
@@ -47,13 +45,20 @@ def test_loadtest_job_is_removed_after_a_failed_run(kube, namespace_with_hpa, ap
         "-e",
         "autoscaling_loadtest_scale_out_timeout=10",
         api_key=api_key,
+        extra_env=cluster_env(),
+        timeout=900,
     )
-    output = result.stdout + result.stderr
-    assert result.returncode != 0, output[-3000:]
-    assert "did not scale above minReplicas" in output, output[-3000:]
+    assert result.rc != 0, result.describe()
+    assert "did not scale above minReplicas" in result.failure_message(), result.describe()
+    # Only the load test ran (--tags loadtest): no role's deploy tasks.
+    assert {r.role for r in result.results() if not r.skipped} <= {"", "autoscaling", "ai_stack"}, result.describe()
     # The Job was created (the play got that far) ...
-    assert "Start the bounded load-test Job" in output
-    # ... and is gone afterwards, with its pods.
+    started = result.task_results("loadtest | Start the bounded load-test Job")
+    assert started and all(r.changed and not r.failed for r in started), result.describe()
+    # ... removed after the failure ...
+    removed = result.task_results("loadtest | Remove the load generator")
+    assert removed and all(r.changed and not r.failed for r in removed), result.describe()
+    # ... and the Job is gone, with its pods.
     assert [j.metadata.name for j in jobs.get(namespace=namespace_with_hpa).items] == []
     pods = kube.resources.get(api_version="v1", kind="Pod").get(
         namespace=namespace_with_hpa, label_selector="app.kubernetes.io/name=backend-loadtest"

@@ -10,7 +10,7 @@ Modules, one job each:
   common   paths, pinned versions, logging, subprocess helpers
   engine   the Docker engine: reuse a reachable one or run our own dockerd (runc wrapper when the
            machine lacks CAP_SYS_RESOURCE); stop it and remove what it left
-  gobuild  Go binaries (shares tools/testcluster.py's module and build cache)
+  gobuild  Go binaries (shares tools/testcluster's module and build cache)
   nodeimage  the node image: a published kindest/node pinned by digest, else built offline
            (debootstrap base + kind's base files + locally built Kubernetes images)
   images   small images built locally and tagged with the upstream names the roles use

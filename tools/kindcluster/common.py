@@ -7,13 +7,13 @@ import sys
 import time
 from pathlib import Path
 
-import testcluster as sim  # tools/testcluster.py: versions, Go build cache, build lock
+# The pins and the build cache (Go modules, Go build cache, binaries) shared with the simulated
+# cluster, tools/testcluster.
+from testcluster.common import CACHE, load_versions
 
 TOOLS_DIR = Path(__file__).resolve().parent.parent
 REPO = TOOLS_DIR.parent
 FILES = Path(__file__).resolve().parent / "files"
-# Build cache shared with the simulated cluster (Go modules, Go build cache, binaries).
-CACHE = sim.CACHE
 KIND_CACHE = CACHE / "kind"
 # Runtime state of this checkout: kubeconfig, logs. `down` removes it.
 RUN_DIR = REPO / ".kindcluster"
@@ -35,7 +35,7 @@ def die(msg: str, code: int = 1):
 
 
 def versions() -> dict:
-    return sim.load_versions()
+    return load_versions()
 
 
 def run(cmd, *, env=None, cwd=None, check=True, capture=False, input_text=None,

@@ -1,14 +1,14 @@
 """Go binaries of the kind cluster, built from the module proxy into the shared cache.
 
 The Kubernetes binaries come from the same wrapper module and build cache as the simulated
-cluster's (tools/testcluster.py), so kube-apiserver, kube-controller-manager, kube-scheduler and
+cluster's (tools/testcluster), so kube-apiserver, kube-controller-manager, kube-scheduler and
 etcd are built once for both.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-import testcluster as sim
+from testcluster import build as sim
 from .common import versions
 
 K8S_NODE_BINARIES = ("kubelet", "kubeadm", "kube-proxy", "kubectl")

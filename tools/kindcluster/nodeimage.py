@@ -26,7 +26,7 @@ from pathlib import Path
 
 from . import engine, images
 from .common import FILES, KIND_CACHE, Timer, die, log, run, versions
-import testcluster as sim
+from testcluster import build as sim
 
 BASE_PACKAGES = [
     "systemd", "systemd-sysv", "dbus", "containerd", "runc", "containernetworking-plugins",

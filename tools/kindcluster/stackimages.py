@@ -19,7 +19,7 @@ import subprocess
 from pathlib import Path
 
 from . import engine, images
-import testcluster as sim
+from testcluster import build as sim
 from .common import KIND_CACHE, REPO, die, log, run
 
 STANDINS = REPO / "tests" / "standins"

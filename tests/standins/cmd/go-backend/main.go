@@ -1,5 +1,5 @@
-// Command go-backend is a TEST STAND-IN for the chapter-3 Go backend image
-// (go-backend:1.0.0). See ../../README.md.
+// Command go-backend is a TEST STAND-IN for the chatbot's Go backend image
+// (go-backend:1.0.0; port 8080, routes /chat and /health). See ../../README.md.
 package main
 
 import (

@@ -1,4 +1,4 @@
-// Package backend is the TEST STAND-IN for the chapter-3 Go backend
+// Package backend is the TEST STAND-IN for the chatbot's Go backend
 // (go-backend:1.0.0): GET /health and POST /chat, which forwards the message to
 // an OpenAI-compatible chat completions endpoint.
 package backend

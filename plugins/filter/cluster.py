@@ -59,6 +59,23 @@ def _is_schedulable_worker(node):
     return True
 
 
+def merge_workloads(workloads):
+    """{name: {replicas, containers}}: one entry per workload name.
+
+    Several roles may name the same workload: the role that deploys it gives its
+    containers and replica count, an autoscaling role its HPA's minimum (an entry
+    without containers). The larger replica count wins; the containers come from
+    the first entry that has them.
+    """
+    merged = {}
+    for workload in workloads:
+        entry = merged.setdefault(workload["name"], {"replicas": 0, "containers": []})
+        entry["replicas"] = max(entry["replicas"], int(workload.get("replicas") or 0))
+        if not entry["containers"] and workload.get("containers"):
+            entry["containers"] = list(workload["containers"])
+    return merged
+
+
 def capacity_report(workloads, nodes, pods, replaced_namespace=""):
     """Compare what the run will deploy with the workers' free resources.
 
@@ -86,11 +103,11 @@ def capacity_report(workloads, nodes, pods, replaced_namespace=""):
         free[node_name][1] -= mem
 
     planned = []
-    for workload in workloads:
+    for name, workload in merge_workloads(workloads).items():
         replicas = int(workload.get("replicas") or 0)
         cpu = sum((_q(c.get("cpu")) for c in workload.get("containers", [])), Decimal(0))
         mem = sum((_q(c.get("memory")) for c in workload.get("containers", [])), Decimal(0))
-        planned.extend([(workload["name"], cpu, mem)] * replicas)
+        planned.extend([(name, cpu, mem)] * replicas)
     need_cpu = sum((p[1] for p in planned), Decimal(0))
     need_mem = sum((p[2] for p in planned), Decimal(0))
     free_cpu = sum((v[0] for v in free.values()), Decimal(0))
@@ -159,5 +176,6 @@ class FilterModule:
         return {
             "k8s_quantity": k8s_quantity,
             "capacity_report": capacity_report,
+            "merge_workloads": merge_workloads,
             "node_summary": node_summary,
         }

@@ -1,1 +1,0 @@
-../../../plugins/filter/k8s_applicable.py

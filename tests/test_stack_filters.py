@@ -1,0 +1,127 @@
+"""Unit tests of plugins/filter/stack.py and of merge_workloads in plugins/filter/cluster.py."""
+
+import hashlib
+import importlib.util
+import json
+
+import pytest
+from ai_stack_testlib import ROOT
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "plugins" / "filter" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+stack = _load("stack")
+cluster = _load("cluster")
+
+GOOD = {"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}}
+
+
+def test_every_filter_is_registered():
+    assert set(stack.FilterModule().filters()) == {
+        "resources_errors", "probe_errors", "image_errors", "hpa_targets", "data_checksum", "retries"}
+    assert "merge_workloads" in cluster.FilterModule().filters()
+
+
+def test_good_resources_have_no_errors():
+    assert stack.resources_errors(GOOD, "x_resources") == []
+
+
+@pytest.mark.parametrize(
+    "resources,expected",
+    [
+        ({"requests": {"cpu": "100m", "memory": "64MB"}, "limits": GOOD["limits"]}, "x_resources.requests.memory must look like"),
+        ({"requests": {"cpu": "fast", "memory": "64Mi"}, "limits": GOOD["limits"]}, "x_resources.requests.cpu must look like"),
+        ({"requests": GOOD["requests"]}, "x_resources.limits must be a dict"),
+        ("4Gi", "x_resources must be a dict"),
+        ({"requests": {"cpu": "2", "memory": "64Mi"}, "limits": {"cpu": "1500m", "memory": "1Gi"}},
+         "x_resources.requests.cpu (2) is above x_resources.limits.cpu (1500m)"),
+        ({"requests": {"cpu": "1", "memory": "2Gi"}, "limits": {"cpu": "1", "memory": "1024Mi"}},
+         "x_resources.requests.memory (2Gi) is above"),
+    ],
+)
+def test_bad_resources_name_the_variable(resources, expected):
+    errors = stack.resources_errors(resources, "x_resources")
+    assert any(expected in e for e in errors), errors
+
+
+def test_memory_units_compare_across_suffixes():
+    same = {"requests": {"cpu": "500m", "memory": "1024Mi"}, "limits": {"cpu": "0.5", "memory": "1Gi"}}
+    assert stack.resources_errors(same, "r") == []
+    decimal = {"requests": {"cpu": "1", "memory": "1G"}, "limits": {"cpu": "1", "memory": "1Gi"}}
+    assert stack.resources_errors(decimal, "r") == []
+
+
+def test_probe_errors():
+    assert stack.probe_errors({"period_seconds": 10, "failure_threshold": "3"}, "p") == []
+    assert stack.probe_errors({"period_seconds": 0}, "p") == ["p.period_seconds must be a positive integer (got 0)"]
+    assert stack.probe_errors({"period_seconds": "ten"}, "p")
+    assert stack.probe_errors({}, "p")
+
+
+@pytest.mark.parametrize("image", ["go-backend:1.0.0", "registry.k8s.io/x/y:v0.8.0", "a/b@sha256:" + "0" * 64,
+                                   "localhost:5000/ai/model:1"])
+def test_pinned_images_pass(image):
+    assert stack.image_errors(image, "i") == []
+
+
+@pytest.mark.parametrize("image,expected", [("go-backend", "must be pinned"), ("busybox:latest", "must not use the latest tag"),
+                                            ("localhost:5000/img", "must be pinned"), ("", "must be pinned")])
+def test_unpinned_images_fail(image, expected):
+    assert expected in stack.image_errors(image, "i")[0]
+
+
+def test_hpa_targets_are_deployments_only():
+    hpas = [
+        {"spec": {"scaleTargetRef": {"kind": "Deployment", "name": "b"}}},
+        {"spec": {"scaleTargetRef": {"kind": "StatefulSet", "name": "s"}}},
+        {"spec": {"scaleTargetRef": {"kind": "Deployment", "name": "a"}}},
+    ]
+    assert stack.hpa_targets(hpas) == ["a", "b"]
+    assert stack.hpa_targets([]) == []
+    assert stack.hpa_targets(None) == []
+
+
+def test_data_checksum_is_stable_and_follows_the_data():
+    one = [{"data": {"B": "2", "A": "1"}}]
+    same = [{"data": {"A": "1", "B": "2"}}]
+    other = [{"data": {"A": "1", "B": "3"}}]
+    assert stack.data_checksum(one) == stack.data_checksum(same)
+    assert stack.data_checksum(one) != stack.data_checksum(other)
+    empty = hashlib.sha256(json.dumps({}).encode()).hexdigest()
+    assert stack.data_checksum([]) == empty == stack.data_checksum([{"metadata": {}}])
+
+
+@pytest.mark.parametrize("timeout,delay,expected", [(300, 5, 60), (301, 5, 61), (1, 10, 1), ("120", "10", 12), (0, 5, 1)])
+def test_retries(timeout, delay, expected):
+    assert stack.retries(timeout, delay) == expected
+
+
+def test_merge_workloads_takes_the_larger_count_and_the_owner_containers():
+    merged = cluster.merge_workloads([
+        {"name": "go-backend", "replicas": 1, "containers": [{"cpu": "100m", "memory": "64Mi"}]},
+        {"name": "go-backend", "replicas": 3},
+        {"name": "runner", "replicas": "0", "containers": [{"cpu": "1", "memory": "4Gi"}]},
+    ])
+    assert merged["go-backend"] == {"replicas": 3, "containers": [{"cpu": "100m", "memory": "64Mi"}]}
+    assert merged["runner"]["replicas"] == 0
+
+
+def test_k8s_plan_applies_everything_in_a_real_run_and_only_the_servable_in_check_mode():
+    plan = _load("k8s_applicable").k8s_plan
+    docs = [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "new"}},
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "new"}},
+        {"apiVersion": "x.io/v1", "kind": "Thing", "metadata": {"name": "t"}},
+        None,
+    ]
+    apis = {"v1": {"Namespace": {"namespaced": False}, "ConfigMap": {"namespaced": True}}}
+    real = plan(docs, apis, [], False)
+    assert real == {"apply": docs[:3], "skipped": []}
+    check = plan(docs, apis, [], True)
+    assert check["apply"] == docs[:1]
+    assert len(check["skipped"]) == 2
