@@ -97,11 +97,20 @@ test-sim: venv
 	if [ $$started = 1 ] && [ -z "$(KEEP_CLUSTER)" ]; then $(TESTCLUSTER) down; fi; \
 	exit $$rc
 
+# The two cluster phases run at the same time (they share no cluster): the kind phase
+# prints as it goes, the simulated one writes .test-logs/test-sim.log, printed when both end.
+TEST_LOGS := $(abspath .test-logs)
 test: venv
 	$(MAKE) lint
 	$(MAKE) unit
-	$(MAKE) test-kind
-	$(MAKE) test-sim
+	@mkdir -p $(TEST_LOGS); \
+	echo "make test: simulated-cluster phase started in the background (log: $(TEST_LOGS)/test-sim.log)"; \
+	( $(MAKE) test-sim > $(TEST_LOGS)/test-sim.log 2>&1; echo $$? > $(TEST_LOGS)/test-sim.rc ) & sim=$$!; \
+	kind_rc=0; $(MAKE) test-kind || kind_rc=$$?; \
+	wait $$sim; sim_rc=$$(cat $(TEST_LOGS)/test-sim.rc); \
+	echo "===== simulated-cluster phase (test-sim), exit $$sim_rc ====="; cat $(TEST_LOGS)/test-sim.log; \
+	echo "make test: real-container phase (test-kind) exit $$kind_rc, simulated-cluster phase (test-sim) exit $$sim_rc"; \
+	[ $$kind_rc = 0 ] && [ $$sim_rc = 0 ]
 
 clean: cluster-down kind-down
 	rm -rf $(VENV) .ansible

@@ -241,7 +241,11 @@ def run_playbook(
 
     ``extra_env`` adds to the environment, e.g. ``cluster_env()`` for the integration tests.
     """
-    argv = [playbook, *args]
+    argv = [playbook]
+    if extra_env and extra_env.get("K8S_AUTH_CONTEXT"):
+        # The test states the context it means, as `make deploy CONTEXT=...` does (a test's own -e wins).
+        argv += ["-e", f"cluster_expected_context={extra_env['K8S_AUTH_CONTEXT']}"]
+    argv += list(args)
     proc = subprocess.run(
         [str(BIN / "ansible-playbook"), *argv],
         cwd=ROOT,

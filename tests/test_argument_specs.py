@@ -1,11 +1,12 @@
 """Bad input is refused before anything is changed, with a message that names the variable.
 
-Each case runs site.yml with --tags <role> (the one role, as a user would run it) against
-a kubeconfig whose API server is https://127.0.0.1:1, where nothing listens: a run that
-gets past the role's input validation fails at its first Kubernetes call with a connection
-error. The failed task in the JSON report tells the two apart: the argument spec check
-("Validating arguments against arg spec") or the role's "validate |" asserts, versus
-anything later. The control cases prove the harness sees the difference.
+Each case runs one role with tests/argspec_play.yml (the variables of site.yml's one
+play, tests/tasks/site_vars.yml) against a kubeconfig whose API server is
+https://127.0.0.1:1, where nothing listens: a run that gets past the role's input
+validation fails at its first Kubernetes call with a connection error. The failed task
+in the JSON report tells the two apart: the argument spec check ("Validating arguments
+against arg spec") or the role's "validate |" asserts, versus anything later. The
+control cases prove the harness sees the difference.
 """
 
 import json
@@ -245,7 +246,7 @@ def run_case(case: Case, tmp_path) -> Outcome:
     if case.id.startswith("leak-"):
         case_vars["config_anthropic_api_key"] = api_key  # a real-looking key, passed as an extra var
     varsfile.write_text(json.dumps(case_vars))
-    args = ["--tags", case.role, "-e", f"@{varsfile}"]
+    args = ["-e", f"role_under_test={case.role}", "-e", f"@{varsfile}"]
     nowhere = {
         "ai_stack_kubeconfig": str(kubeconfig),
         "ai_stack_context": "nowhere",
@@ -255,7 +256,7 @@ def run_case(case: Case, tmp_path) -> Outcome:
     if case.id.endswith("-vvv"):
         args.append("-vvv")
     result = run_playbook(
-        "site.yml",
+        "tests/argspec_play.yml",
         *args,
         api_key=api_key,
         extra_env={"K8S_AUTH_KUBECONFIG": str(kubeconfig), "K8S_AUTH_CONTEXT": "nowhere"},

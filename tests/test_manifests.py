@@ -564,12 +564,11 @@ def variant_renders(renders, tmp_path_factory):
         "missing": {"ConfigMap": None, "Secret": None},
     }
     extra_vars = {name: {"render_checksum_data": data} for name, data in variants.items()}
-    # HPAs found in the namespace (the roles' hpa_owned tasks read them); the autoscaling role's own
-    # HPAs are switched off, so that only what the reads find decides.
+    # HPAs found in the namespace (the roles' hpa_owned tasks read them), on the two Deployments
+    # that no HPA of the autoscaling role scales with the defaults.
     ns = base.one("Namespace")["metadata"]["name"]
-    cluster_hpas = [hpa_object(ns, "go-backend"), hpa_object(ns, "docker-model-runner")]
-    extra_vars["hpa"] = {"autoscaling_state": "absent", "render_cluster_objects": cluster_hpas}
-    extra_vars["no-hpa"] = {"autoscaling_state": "absent"}
+    cluster_hpas = [hpa_object(ns, "docker-model-runner"), hpa_object(ns, "react-frontend")]
+    extra_vars["hpa"] = {"render_cluster_objects": cluster_hpas}
     tmp = tmp_path_factory.mktemp("variants")
     roles = {"render_roles": ["config", "model_runner", "chatbot"]}
     with ThreadPoolExecutor(max_workers=2) as pool:
@@ -663,17 +662,15 @@ def test_deployments_an_hpa_scales_omit_replicas(rendered):
     assert frontend(rendered)["spec"]["replicas"] == rendered.expected("chatbot_frontend_replicas")
 
 
-def test_hpa_found_in_the_namespace_omits_replicas(variant_renders):
+def test_hpa_found_in_the_namespace_omits_replicas(renders, variant_renders):
     """An HPA the roles' hpa_owned reads find in the namespace has the same effect."""
-    r = variant_renders["hpa"]
-    assert not r.of_kind("HorizontalPodAutoscaler")
-    assert "replicas" not in backend(r)["spec"]
+    default, r = renders["default"], variant_renders["hpa"]
+    # Without them (the default scenario), the runner and the frontend have their replicas ...
+    assert model_runner_deployment(default)["spec"]["replicas"] == 1
+    assert frontend(default)["spec"]["replicas"] == 1
+    # ... with them, neither has (nor the backend, which the autoscaling role's HPA scales).
     assert "replicas" not in model_runner_deployment(r)["spec"]
-    assert frontend(r)["spec"]["replicas"] == 1
+    assert "replicas" not in frontend(r)["spec"]
+    assert "replicas" not in backend(r)["spec"]
     for d in r.of_kind("Deployment"):
         kubernetes_validate.validate(d, K8S_VERSION, strict=True)
-    # Without them (and without the autoscaling role's HPAs), every Deployment has its replicas.
-    n = variant_renders["no-hpa"]
-    assert backend(n)["spec"]["replicas"] == 1
-    assert model_runner_deployment(n)["spec"]["replicas"] == 1
-    assert frontend(n)["spec"]["replicas"] == 1

@@ -237,3 +237,9 @@ def test_deploy_reads_the_kubeconfig_like_group_vars(monkeypatch, tmp_path):
     assert deploy.kubeconfig_path() == tmp_path / "a"
     monkeypatch.setenv("K8S_AUTH_KUBECONFIG", str(tmp_path / "k"))
     assert deploy.kubeconfig_path() == tmp_path / "k"
+
+
+def test_deploy_expects_the_context_it_is_given():
+    """`make deploy CONTEXT=x` states x: the run uses it and the cluster role expects it."""
+    assert deploy.context_args("kind-desktop") == [
+        "-e", "ai_stack_context=kind-desktop", "-e", "cluster_expected_context=kind-desktop"]

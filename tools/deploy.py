@@ -31,7 +31,7 @@ def say(msg: str) -> None:
 
 
 def kubeconfig_path() -> Path:
-    """The file group_vars/all/main.yml's ai_stack_kubeconfig reads, by the same rule."""
+    """The file ai_stack_kubeconfig (roles/ai_stack/defaults/main.yml) reads, by the same rule."""
     env = os.environ.get("K8S_AUTH_KUBECONFIG") or (os.environ.get("KUBECONFIG", "").split(":")[0])
     return Path(env).expanduser() if env else Path.home() / ".kube" / "config"
 
@@ -65,6 +65,12 @@ def local_cluster() -> dict[str, str]:
     return found
 
 
+def context_args(context: str) -> list[str]:
+    """A context named on the command line is the one the user means: use it, and expect it
+    (the cluster role stops when the context in use is not cluster_expected_context)."""
+    return ["-e", f"ai_stack_context={context}", "-e", f"cluster_expected_context={context}"]
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--inventory")
@@ -85,9 +91,9 @@ def main(argv=None) -> int:
         found = local_cluster()
         env.update(found)
         env["K8S_AUTH_KUBECONFIG"] = found["KUBECONFIG"]
-        cmd += ["-e", f"ai_stack_context={LOCAL_CONTEXT}"]
+        cmd += context_args(LOCAL_CONTEXT)
     elif a.context:
-        cmd += ["-e", f"ai_stack_context={a.context}"]
+        cmd += context_args(a.context)
     if not shutil.which(cmd[0]):
         say(f"{cmd[0]} not found: run `make venv`")
         return 1

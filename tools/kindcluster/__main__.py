@@ -28,26 +28,25 @@ def _kind(host: str) -> cluster.Kind:
     return cluster.Kind(host, b["kind"], b["kubectl"])
 
 
-def build_all(host: str) -> tuple[dict, str | None]:
-    """Go binaries, and the node image unless kind's published one can be used. The Debian base
-    image (debootstrap: mostly download and unpack) is made while Go builds (CPU-bound)."""
+def build_all(host: str) -> tuple[dict, str | None, str | None]:
+    """Go binaries; kind's published node image if it can be pulled, else the Debian base image
+    the node image is built on (debootstrap: mostly download and unpack, made while Go builds,
+    which is CPU-bound). Returns (binaries, published image or None, base tag or None)."""
     published = nodeimage.published(host)
     base = None
     if not published:
         base = concurrent.futures.ThreadPoolExecutor(max_workers=1).submit(
             nodeimage.build_base, host)
     b = gobuild.build()
-    if base is not None:
-        base.result()
-    return b, published
+    return b, published, (base.result() if base is not None else None)
 
 
 def cmd_build(_args) -> int:
     t0 = time.monotonic()
     host, _ = engine.ensure()
-    b, published = build_all(host)
+    b, published, base = build_all(host)
     if not published:
-        nodeimage.build_node(host, b)
+        nodeimage.build_node(host, b, base)
     stackimages.build_all(host, b["metrics-server"])
     log(f"build complete in {time.monotonic() - t0:.0f}s")
     return 0
@@ -70,9 +69,9 @@ def cmd_up(_args) -> int:
             "(about 30 min on 2 cores; cached afterwards)")
     b = gobuild.binaries()
     if not healthy:
-        b, published = build_all(host)
+        b, published, base = build_all(host)
         kind = _kind(host)
-        image = published or nodeimage.build_node(host, b)
+        image = published or nodeimage.build_node(host, b, base)
         kind.create(image, default_cni=published is not None)
     kind.wait_ready()
     (RUN_DIR / "docker-host").write_text(host + "\n")

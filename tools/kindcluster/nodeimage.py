@@ -276,8 +276,8 @@ def node_tag(host: str, b: dict[str, Path], base: str, tags: list[str]) -> str:
     return f"{LOCAL_REPO}/kind-node:{versions()['kubernetes']}-{h.hexdigest()[:12]}"
 
 
-def build_node(host: str, b: dict[str, Path]) -> str:
-    base = build_base(host)
+def build_node(host: str, b: dict[str, Path], base: str) -> str:
+    """The kind node image on ``base`` (build_base's tag), with the Kubernetes binaries ``b``."""
     with Timer("component images"):
         tags = component_images(host, b, base)
     tag = node_tag(host, b, base, tags)

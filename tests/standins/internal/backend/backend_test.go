@@ -2,7 +2,6 @@ package backend
 
 import (
 	"encoding/json"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -10,24 +9,10 @@ import (
 	"time"
 
 	"ai-stack.local/standins/internal/modelrunner"
+	"ai-stack.local/standins/internal/testhttp"
 )
 
 const model = "ai/smollm2:360M-Q4_K_M"
-
-func do(t *testing.T, method, url, body string) (*http.Response, string) {
-	t.Helper()
-	req, err := http.NewRequest(method, url, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp, string(b)
-}
 
 func TestHealthAndCORS(t *testing.T) {
 	const burn = 30 * time.Millisecond
@@ -35,7 +20,7 @@ func TestHealthAndCORS(t *testing.T) {
 	defer srv.Close()
 
 	start := time.Now()
-	resp, body := do(t, "GET", srv.URL+"/health", "")
+	resp, body := testhttp.Do(t, "GET", srv.URL+"/health", "")
 	if resp.StatusCode != 200 || strings.TrimSpace(body) != `{"status":"ok"}` {
 		t.Errorf("GET /health: %d %s", resp.StatusCode, body)
 	}
@@ -45,12 +30,12 @@ func TestHealthAndCORS(t *testing.T) {
 	if got := resp.Header.Get("Access-Control-Allow-Origin"); got != "*" {
 		t.Errorf("Access-Control-Allow-Origin = %q", got)
 	}
-	resp, _ = do(t, "OPTIONS", srv.URL+"/chat", "")
+	resp, _ = testhttp.Do(t, "OPTIONS", srv.URL+"/chat", "")
 	if resp.StatusCode != 204 || resp.Header.Get("Access-Control-Allow-Origin") != "*" ||
 		!strings.Contains(resp.Header.Get("Access-Control-Allow-Methods"), "POST") {
 		t.Errorf("OPTIONS /chat: %d %v", resp.StatusCode, resp.Header)
 	}
-	if resp, _ := do(t, "GET", srv.URL+"/chat", ""); resp.StatusCode != 405 {
+	if resp, _ := testhttp.Do(t, "GET", srv.URL+"/chat", ""); resp.StatusCode != 405 {
 		t.Errorf("GET /chat: %d, want 405", resp.StatusCode)
 	}
 }
@@ -72,7 +57,7 @@ func TestChatAgainstFakeLLM(t *testing.T) {
 	srv := httptest.NewServer(Handler(Config{LLMURL: llm.URL + "/engines/v1/", Model: model}))
 	defer srv.Close()
 
-	resp, body := do(t, "POST", srv.URL+"/chat", `{"message": "ping"}`)
+	resp, body := testhttp.Do(t, "POST", srv.URL+"/chat", `{"message": "ping"}`)
 	if resp.StatusCode != 200 || strings.TrimSpace(body) != `{"reply":"pong","model":"served-model"}` {
 		t.Errorf("POST /chat: %d %s", resp.StatusCode, body)
 	}
@@ -80,7 +65,7 @@ func TestChatAgainstFakeLLM(t *testing.T) {
 		t.Errorf("LLM got %+v", got)
 	}
 	for _, bad := range []string{`{bad`, `{}`, `{"message": ""}`, `{"message": "  "}`, `{"message": 1}`, ``} {
-		if resp, _ := do(t, "POST", srv.URL+"/chat", bad); resp.StatusCode != 400 {
+		if resp, _ := testhttp.Do(t, "POST", srv.URL+"/chat", bad); resp.StatusCode != 400 {
 			t.Errorf("POST /chat %q: %d, want 400", bad, resp.StatusCode)
 		}
 	}
@@ -94,7 +79,7 @@ func TestChatUpstreamErrors(t *testing.T) {
 	} {
 		up := httptest.NewServer(llm)
 		srv := httptest.NewServer(Handler(Config{LLMURL: up.URL, Model: model}))
-		resp, body := do(t, "POST", srv.URL+"/chat", `{"message": "ping"}`)
+		resp, body := testhttp.Do(t, "POST", srv.URL+"/chat", `{"message": "ping"}`)
 		var out struct{ Error string }
 		if resp.StatusCode != 502 || json.Unmarshal([]byte(body), &out) != nil || out.Error == "" {
 			t.Errorf("%s: %d %s", name, resp.StatusCode, body)
@@ -105,7 +90,7 @@ func TestChatUpstreamErrors(t *testing.T) {
 	// Nothing listening.
 	srv := httptest.NewServer(Handler(Config{LLMURL: "http://127.0.0.1:1/engines/v1", Model: model}))
 	defer srv.Close()
-	if resp, body := do(t, "POST", srv.URL+"/chat", `{"message": "ping"}`); resp.StatusCode != 502 {
+	if resp, body := testhttp.Do(t, "POST", srv.URL+"/chat", `{"message": "ping"}`); resp.StatusCode != 502 {
 		t.Errorf("unreachable LLM: %d %s", resp.StatusCode, body)
 	}
 }
@@ -118,13 +103,13 @@ func TestChatAgainstModelRunner(t *testing.T) {
 	srv := httptest.NewServer(Handler(Config{LLMURL: runner.URL + "/engines/v1", Model: model}))
 	defer srv.Close()
 
-	if resp, body := do(t, "POST", srv.URL+"/chat", `{"message": "hello"}`); resp.StatusCode != 502 || !strings.Contains(body, "404") {
+	if resp, body := testhttp.Do(t, "POST", srv.URL+"/chat", `{"message": "hello"}`); resp.StatusCode != 502 || !strings.Contains(body, "404") {
 		t.Errorf("chat before the model is pulled: %d %s", resp.StatusCode, body)
 	}
 	if _, err := store.Pull(t.Context(), model); err != nil {
 		t.Fatal(err)
 	}
-	resp, body := do(t, "POST", srv.URL+"/chat", `{"message": "hello"}`)
+	resp, body := testhttp.Do(t, "POST", srv.URL+"/chat", `{"message": "hello"}`)
 	var out chatReply
 	if resp.StatusCode != 200 || json.Unmarshal([]byte(body), &out) != nil ||
 		out.Reply != modelrunner.ReplyPrefix+"hello" || out.Model != model {

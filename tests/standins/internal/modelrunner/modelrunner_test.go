@@ -3,9 +3,7 @@ package modelrunner
 import (
 	"bytes"
 	"encoding/json"
-	"io"
 	"log"
-	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -13,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"ai-stack.local/standins/internal/testhttp"
 )
 
 const model = "ai/smollm2:360M-Q4_K_M"
@@ -53,17 +53,8 @@ func newServer(t *testing.T, root string, delay time.Duration) *httptest.Server 
 // do sends a request and returns the status and body.
 func do(t *testing.T, method, url, body string) (int, string) {
 	t.Helper()
-	req, err := http.NewRequest(method, url, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	resp, b := testhttp.Do(t, method, url, body)
+	return resp.StatusCode, b
 }
 
 func TestRootAndNoHealth(t *testing.T) {
