@@ -1,0 +1,36 @@
+"""site.yml stops on a tag it does not have, and on an inventory without a k8s_controller host,
+before any task talks to a cluster (no cluster needed: nothing gets that far)."""
+
+from ai_stack_testlib import new_api_key, run_playbook
+
+
+def test_an_unknown_tag_stops_the_run():
+    result = run_playbook("site.yml", "--tags", "chatbots", api_key=new_api_key())
+    assert result.rc != 0, result.describe()
+    assert [r.name for r in result.failed_tasks()] == ["Run | Stop on a tag this project does not have"], result.describe()
+    assert "Unknown tag(s) chatbots" in result.failure_message()
+    assert "chatbot," in result.failure_message()  # the list of real tags
+    assert not [r for r in result.results() if r.action.startswith("kubernetes.core.")]
+
+
+def test_known_tags_pass_the_check(tmp_path):
+    # No cluster: the run fails later, in the stack's play; the checks themselves pass.
+    result = run_playbook("site.yml", "--tags", "cluster,chatbot", "--skip-tags", "loadtest",
+                          "-e", f"ai_stack_kubeconfig={tmp_path / 'none'}", api_key=new_api_key())
+    checks = [r for r in result.results() if r.name.startswith("Run | ")]
+    assert len(checks) == 2 and not [r for r in checks if r.failed], result.describe()
+
+
+def test_an_inventory_without_the_controller_group_stops_the_run(tmp_path):
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text("all:\n  hosts:\n    localhost:\n      ansible_connection: local\n")
+    result = run_playbook("site.yml", "-i", str(inventory), api_key=new_api_key())
+    assert result.rc != 0, result.describe()
+    assert [r.name for r in result.failed_tasks()] == ["Run | Stop when the inventory has no k8s_controller host"], result.describe()
+    assert "k8s_controller" in result.failure_message() and str(inventory) in result.failure_message()
+
+
+def test_a_missing_inventory_file_stops_the_run(tmp_path):
+    result = run_playbook("site.yml", "-i", str(tmp_path / "host.yml"), api_key=new_api_key())
+    assert result.rc != 0, result.describe()
+    assert "has no host in the group k8s_controller" in result.failure_message().replace("\n", " ")
