@@ -10,7 +10,7 @@ def test_an_unknown_tag_stops_the_run():
     assert [r.name for r in result.failed_tasks()] == ["Run | Stop on a tag this project does not have"], result.describe()
     assert "Unknown tag(s) chatbots" in result.failure_message()
     assert "chatbot," in result.failure_message()  # the list of real tags
-    assert not [r for r in result.results() if r.action.startswith("kubernetes.core.")]
+    assert not [r for r in result.results() if r.action.startswith("kubernetes.core.") and not r.skipped]
 
 
 def test_known_tags_pass_the_check(tmp_path):
@@ -34,3 +34,16 @@ def test_a_missing_inventory_file_stops_the_run(tmp_path):
     result = run_playbook("site.yml", "-i", str(tmp_path / "host.yml"), api_key=new_api_key())
     assert result.rc != 0, result.describe()
     assert "has no host in the group k8s_controller" in result.failure_message().replace("\n", " ")
+
+
+def test_a_missing_or_malformed_kubeconfig_gets_one_message_that_names_the_file(tmp_path):
+    bad = tmp_path / "kubeconfig"
+    bad.write_text("apiVersion: v1\nclusters: [unclosed\n")
+    for path, why in ((bad, "it is not a kubeconfig (not valid YAML)"), (tmp_path / "absent", "the file does not exist")):
+        # --tags chatbot: the cluster checks run whatever the tags.
+        result = run_playbook("site.yml", "--tags", "chatbot", "-e", f"ai_stack_kubeconfig={path}", api_key=new_api_key())
+        assert result.rc != 0, result.describe()
+        message = result.failure_message()
+        assert f"Cannot use the kubeconfig {path}: {why}" in message.replace("\n", " "), result.describe()
+        assert "Traceback" not in result.output
+        assert not [r for r in result.results() if r.action.startswith("kubernetes.core.") and not r.skipped]
