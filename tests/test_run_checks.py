@@ -47,3 +47,11 @@ def test_a_missing_or_malformed_kubeconfig_gets_one_message_that_names_the_file(
         assert f"Cannot use the kubeconfig {path}: {why}" in message.replace("\n", " "), result.describe()
         assert "Traceback" not in result.output
         assert not [r for r in result.results() if r.action.startswith("kubernetes.core.") and not r.skipped]
+
+
+def test_an_unknown_skip_tag_is_harmless(tmp_path):
+    """molecule runs every playbook with --skip-tags molecule-notest,notest."""
+    result = run_playbook("site.yml", "--skip-tags", "molecule-notest,notest", "--tags", "cluster",
+                          "-e", f"ai_stack_kubeconfig={tmp_path / 'none'}", api_key=new_api_key())
+    checks = [r for r in result.results() if r.name.startswith("Run | ")]
+    assert len(checks) == 2 and not [r for r in checks if r.failed], result.describe()
