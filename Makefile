@@ -97,20 +97,11 @@ test-sim: venv
 	if [ $$started = 1 ] && [ -z "$(KEEP_CLUSTER)" ]; then $(TESTCLUSTER) down; fi; \
 	exit $$rc
 
-# The two cluster phases run at the same time (they share no cluster): the kind phase
-# prints as it goes, the simulated one writes .test-logs/test-sim.log, printed when both end.
-TEST_LOGS := $(abspath .test-logs)
+# Lint and unit tests while both clusters start, then molecule `default` on kind followed by
+# the integration tests, alongside molecule `ecosystem` on the simulated cluster
+# (tools/testrun.py says how and why; it prints each phase's time last).
 test: venv
-	@t0=$$(date +%s); $(MAKE) lint unit || exit 1; t1=$$(date +%s); \
-	mkdir -p $(TEST_LOGS); \
-	echo "make test: simulated-cluster phase started in the background (log: $(TEST_LOGS)/test-sim.log)"; \
-	( s0=$$(date +%s); $(MAKE) test-sim > $(TEST_LOGS)/test-sim.log 2>&1; echo "$$? $$(( $$(date +%s) - s0 ))" > $(TEST_LOGS)/test-sim.rc ) & sim=$$!; \
-	k0=$$(date +%s); kind_rc=0; $(MAKE) test-kind || kind_rc=$$?; k1=$$(date +%s); \
-	wait $$sim; read sim_rc sim_s < $(TEST_LOGS)/test-sim.rc; \
-	echo "===== simulated-cluster phase (test-sim), exit $$sim_rc ====="; cat $(TEST_LOGS)/test-sim.log; \
-	echo "make test: lint and unit $$(( t1 - t0 )) s; real containers (test-kind) exit $$kind_rc in $$(( k1 - k0 )) s;" \
-	  "simulated cluster (test-sim, alongside) exit $$sim_rc in $$sim_s s; total $$(( $$(date +%s) - t0 )) s"; \
-	[ $$kind_rc = 0 ] && [ $$sim_rc = 0 ]
+	$(BIN)/python tools/testrun.py
 
 clean: cluster-down kind-down
 	rm -rf $(VENV) .ansible

@@ -123,6 +123,10 @@ BAD = [
         "config_anthropic_api_key",
     ),
     Case("empty-key", "config", {"config_anthropic_api_key": ""}, VALIDATE, "config_anthropic_api_key"),
+    Case("placeholder-angle", "config", {"config_anthropic_api_key": "<your-api-key>"}, VALIDATE,
+         "config_anthropic_api_key"),
+    Case("placeholder-shell", "config", {"config_anthropic_api_key": "${ANTHROPIC_API_KEY}"}, VALIDATE,
+         "config_anthropic_api_key"),
     Case("min-workers-negative", "cluster", {"cluster_min_workers": -1}, VALIDATE, "cluster_min_workers"),
     Case(
         "server-version",
@@ -155,6 +159,8 @@ BAD = [
     ),
 ]
 
+CHATBOT_NO_DOCKER = {"chatbot_image_load_enabled": False, "config_secret_version": "1"}
+
 # Inputs that must get past validation: they fail only at the (unreachable) API server.
 # (The ML ecosystem roles are left out: after validation they fetch manifests or run helm first.)
 GOOD = [
@@ -164,7 +170,10 @@ GOOD = [
         {"config_anthropic_api_key": "", "config_allow_placeholder_secret": True},
         CLUSTER,
     ),
-    *[Case(f"defaults-{role}", role, {}, CLUSTER) for role in ["cluster", *rendered_roles()]],
+    # (The chatbot's image check runs docker before any Kubernetes call: no images to load here; its
+    # read of the Secret's version is no_log, so the first call should be the apply that says why it failed.)
+    *[Case(f"defaults-{role}", role, CHATBOT_NO_DOCKER if role == "chatbot" else {}, CLUSTER)
+      for role in ["cluster", *rendered_roles()]],
 ]
 
 # The secret must not appear in the output when validation fails near it.
@@ -287,6 +296,11 @@ def stage_of(o: Outcome) -> str:
     return CLUSTER
 
 
+def item_messages(result: TaskResult) -> str:
+    """The messages of a task's items (a task that applies a list of objects loops over batches)."""
+    return " ".join(str(i.get("msg", "")) for i in result.items())
+
+
 def describe(o: Outcome) -> str:
     return o.run.describe()
 
@@ -327,8 +341,8 @@ def test_good_input_gets_past_validation(case, outcomes):
     assert stage_of(o) == CLUSTER, describe(o)
     # The first failure is a Kubernetes call that found no API server (a rescue may pass it on).
     first = o.run.failed_tasks()[0]
-    assert first.action.startswith("kubernetes.core.") and CONNECTION_ERROR.search(first.msg), describe(o)
-    assert CONNECTION_ERROR.search(o.failure.msg), describe(o)
+    assert first.action.startswith("kubernetes.core.") and CONNECTION_ERROR.search(item_messages(first)), describe(o)
+    assert CONNECTION_ERROR.search(item_messages(o.failure)), describe(o)
     assert {r.role for r in o.run.failed_tasks()} == {case.role}, describe(o)
     ran = [r for r in o.run.results() if r.role == case.role and not r.skipped]
     assert [r for r in ran if r.name.startswith("Validating arguments against arg spec")], "no argument spec check ran"

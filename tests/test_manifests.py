@@ -5,6 +5,7 @@ Every test runs for both scenarios: the defaults and tests/fixtures/nondefault_v
 """
 
 import base64
+import hashlib
 import json
 import os
 import re
@@ -30,7 +31,6 @@ from ai_stack_testlib import (
 )
 
 K8S_VERSION = "1.34.0"
-HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
 def model_runner_deployment(r):
@@ -84,8 +84,9 @@ def test_every_template_is_rendered(rendered):
         f"not rendered by tests/render.yml: {sorted(on_disk - rendered_templates)} "
         "(add the role to render_roles there, or a loop to render_loops)"
     )
-    # The chatbot templates are rendered once per component.
-    assert {"chatbot/deployment-0.yaml", "chatbot/deployment-1.yaml"} <= set(rendered.files)
+    # The chatbot templates render one document per component (applied in one call).
+    for kind in ("deployment", "service"):
+        assert len([d for d in yaml.safe_load_all(rendered.files[f"chatbot/{kind}.yaml"]) if d]) == 2, kind
 
 
 def test_templates_applied_with_from_yaml_render_one_document(rendered):
@@ -443,11 +444,34 @@ def pod_annotations(deployment):
     return deployment["spec"]["template"]["metadata"].get("annotations") or {}
 
 
-def test_checksum_annotations_present(rendered):
-    config_sum = pod_annotations(model_runner_deployment(rendered))["checksum/config"]
-    secret_sum = pod_annotations(backend(rendered))["checksum/secret"]
-    assert HEX64.match(config_sum) and HEX64.match(secret_sum)
-    assert "checksum/secret" not in pod_annotations(frontend(rendered))
+SECRET_VERSION = "ai-stack/secret-version"
+
+
+def test_config_checksum_follows_the_data_the_config_role_applies(rendered):
+    """checksum/config is the hash of the ConfigMap's data, computed from what the config role applies
+    (config_configmap_data), not read back; only the runner carries it."""
+    annotations = pod_annotations(model_runner_deployment(rendered))
+    data = rendered.one("ConfigMap")["data"]
+    expected = hashlib.sha256(json.dumps(data, sort_keys=True, separators=(", ", ": ")).encode()).hexdigest()
+    assert annotations["checksum/config"] == expected
+    assert "checksum/config" not in pod_annotations(backend(rendered))
+
+
+def test_no_fingerprint_of_the_key_in_any_manifest(rendered):
+    """Nothing rendered carries a hash of the API key or of the Secret's data (a fingerprint)."""
+    key = rendered.api_key
+    secret_data = rendered.one("Secret")["data"]
+    fingerprints = set()
+    for blob in (key, secret_data["ANTHROPIC_API_KEY"], json.dumps(secret_data, sort_keys=True),
+                 json.dumps(secret_data, sort_keys=True, separators=(", ", ": "))):
+        for algo in ("md5", "sha1", "sha256", "sha512"):
+            fingerprints.add(hashlib.new(algo, blob.encode()).hexdigest())
+    for name, text in rendered.files.items():
+        if name == "config/secret.yaml":
+            continue
+        found = [f for f in fingerprints if f in text]
+        assert not found, f"{name} carries a hash of the API key"
+    assert "checksum/secret" not in pod_annotations(backend(rendered))
 
 
 def test_cluster_reads_run_the_roles_own_task_files(rendered):
@@ -466,16 +490,9 @@ def test_cluster_reads_run_the_roles_own_task_files(rendered):
         ran.add((role, file_name.removesuffix(".yml")))
         assert not r.failed and not r.skipped, f"{r.task}: {r.result}"
         # The stand-in answered (a no_log task's result is censored, so it cannot say).
-        assert r.censored or r.result["render_answered_from"] in ("manifests", "render_checksum_data"), r.result
+        assert r.censored or r.result["render_answered_from"] in ("manifests", "render_cluster_objects"), r.result
     assert ran == expected
     assert not [p for p in rendered.render_dir.rglob("*") if p.suffix == ".yml"], "the renderer wrote task files"
-    # The ConfigMap read found the config role's rendered ConfigMap.
-    (configmap_read,) = [
-        r for r in reads if r.task == "model_runner : checksum | Read the ConfigMap the runner consumes"
-    ]
-    assert [o["metadata"]["name"] for o in configmap_read.result["resources"]] == [
-        rendered.one("ConfigMap")["metadata"]["name"]
-    ]
 
 
 def called_task_files(role: str) -> set[str]:
@@ -524,51 +541,43 @@ def test_render_reads_follow_the_roles():
     assert set(render_reads) <= set(rendered_roles())
 
 
-def test_checksums_follow_the_rendered_data(renders):
-    """Different ConfigMap/Secret contents in the two scenarios give different checksums."""
+def test_config_checksums_follow_the_rendered_data(renders):
+    """Different ConfigMap contents in the two scenarios give different checksums."""
     d, n = renders["default"], renders["nondefault"]
     assert (
         pod_annotations(model_runner_deployment(d))["checksum/config"]
         != pod_annotations(model_runner_deployment(n))["checksum/config"]
     )
-    assert pod_annotations(backend(d))["checksum/secret"] != pod_annotations(backend(n))["checksum/secret"]
 
 
-def hpa_object(namespace, deployment):
+def secret_object(namespace, name, resource_version):
+    """The Secret as the API server returns it: with its resourceVersion."""
     return {
-        "apiVersion": "autoscaling/v2",
-        "kind": "HorizontalPodAutoscaler",
-        "metadata": {"name": f"{deployment}-hpa", "namespace": namespace},
-        "spec": {
-            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment},
-            "minReplicas": 1,
-            "maxReplicas": 3,
-        },
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": namespace, "resourceVersion": resource_version},
+        "data": {"ANTHROPIC_API_KEY": base64.b64encode(b"sk-ant-in-the-cluster").decode()},
     }
 
 
 @pytest.fixture(scope="module")
 def variant_renders(renders, tmp_path_factory):
-    """Renders of the config-dependent roles with explicit ConfigMap/Secret data (render_checksum_data),
-    and one where an HPA owns both Deployments."""
+    """Renders of the config-dependent roles with other inputs: the same, a changed ConfigMap, a Secret
+    that exists in the cluster (read by the chatbot role), a Secret version the config role returned in
+    the same run, and Deployments declared autoscaled."""
     base = renders["default"]
-    configmap = base.one("ConfigMap")["data"]
-    secret = base.one("Secret")["data"]
-    variants = {
-        "same": {"ConfigMap": dict(configmap), "Secret": dict(secret)},
-        "reordered": {"ConfigMap": dict(reversed(list(configmap.items()))), "Secret": dict(secret)},
-        "changed": {
-            "ConfigMap": {**configmap, "MODEL_NAME": "ai/other:1B"},
-            "Secret": {"ANTHROPIC_API_KEY": base64.b64encode(b"sk-ant-other").decode()},
-        },
-        "missing": {"ConfigMap": None, "Secret": None},
-    }
-    extra_vars = {name: {"render_checksum_data": data} for name, data in variants.items()}
-    # HPAs found in the namespace (the roles' hpa_owned tasks read them), on the two Deployments
-    # that no HPA of the autoscaling role scales with the defaults.
     ns = base.one("Namespace")["metadata"]["name"]
-    cluster_hpas = [hpa_object(ns, "docker-model-runner"), hpa_object(ns, "react-frontend")]
-    extra_vars["hpa"] = {"render_cluster_objects": cluster_hpas}
+    secret_name = base.one("Secret")["metadata"]["name"]
+    extra_vars = {
+        "same": {},
+        "changed": {"config_extra_data": {"LOG_LEVEL": "debug"}},
+        "secret_in_cluster": {"render_cluster_objects": [secret_object(ns, secret_name, "4242")]},
+        "secret_applied": {"config_secret_version": "777",
+                           "render_cluster_objects": [secret_object(ns, secret_name, "4242")]},
+        "autoscaled": {"chatbot_autoscaled_deployments": [base.expected("chatbot_frontend_name"),
+                                                          base.expected("chatbot_backend_name")],
+                       "model_runner_autoscaled": True},
+    }
     tmp = tmp_path_factory.mktemp("variants")
     roles = {"render_roles": ["config", "model_runner", "chatbot"]}
     with ThreadPoolExecutor(max_workers=2) as pool:
@@ -581,27 +590,28 @@ def variant_renders(renders, tmp_path_factory):
         return {name: f.result() for name, f in futures.items()}
 
 
-def checksums(r):
-    return (
-        pod_annotations(model_runner_deployment(r))["checksum/config"],
-        pod_annotations(backend(r))["checksum/secret"],
-    )
+def config_checksum(r):
+    return pod_annotations(model_runner_deployment(r))["checksum/config"]
 
 
-def test_checksum_equal_for_equal_data(renders, variant_renders):
-    default = checksums(renders["default"])
-    assert checksums(variant_renders["same"]) == default
-    assert checksums(variant_renders["reordered"]) == default
+def test_config_checksum_equal_for_equal_data_and_changes_with_it(renders, variant_renders):
+    default = config_checksum(renders["default"])
+    assert config_checksum(variant_renders["same"]) == default
+    assert config_checksum(variant_renders["changed"]) != default
 
 
-def test_checksum_changes_when_data_changes(renders, variant_renders):
-    default_config, default_secret = checksums(renders["default"])
-    changed_config, changed_secret = checksums(variant_renders["changed"])
-    assert changed_config != default_config
-    assert changed_secret != default_secret
-    missing = checksums(variant_renders["missing"])
-    assert missing[0] not in (default_config, changed_config)
-    assert missing[1] not in (default_secret, changed_secret)
+def test_the_backend_rolls_on_the_secrets_resource_version(renders, variant_renders):
+    """The backend's pod template carries the Secret's resourceVersion: the one the config role's apply
+    returned in this run, else the one read from the cluster; none when there is no Secret yet."""
+    assert SECRET_VERSION not in pod_annotations(backend(renders["default"]))  # rendered: no version yet
+    assert pod_annotations(backend(variant_renders["secret_in_cluster"]))[SECRET_VERSION] == "4242"
+    assert pod_annotations(backend(variant_renders["secret_applied"]))[SECRET_VERSION] == "777"
+    # The read runs only when the config role did not return the version.
+    reads = [r for r in variant_renders["secret_applied"].run.results()
+             if r.action == "kubernetes.core.k8s_info" and not r.skipped]
+    assert reads == []
+    for name in ("secret_in_cluster", "secret_applied"):
+        assert SECRET_VERSION not in pod_annotations(frontend(variant_renders[name]))
 
 
 # --- the secret ---------------------------------------------------------------------
@@ -630,7 +640,7 @@ def test_tasks_handling_the_secret_have_no_log():
     assert applying, "roles/config/tasks/secret.yml no longer applies secret.yaml.j2"
     for task in applying:
         assert task.get("no_log") is True, task["name"]
-    for task in load_yaml(ROLES_DIR / "chatbot" / "tasks" / "checksum.yml"):
+    for task in load_yaml(ROLES_DIR / "chatbot" / "tasks" / "secret_version.yml"):
         assert task.get("no_log") is True, task["name"]
 
 
@@ -662,9 +672,10 @@ def test_deployments_an_hpa_scales_omit_replicas(rendered):
     assert frontend(rendered)["spec"]["replicas"] == rendered.expected("chatbot_frontend_replicas")
 
 
-def test_hpa_found_in_the_namespace_omits_replicas(renders, variant_renders):
-    """An HPA the roles' hpa_owned reads find in the namespace has the same effect."""
-    default, r = renders["default"], variant_renders["hpa"]
+def test_deployments_declared_autoscaled_omit_replicas(renders, variant_renders):
+    """An HPA that is not the autoscaling role's is declared with chatbot_autoscaled_deployments and
+    model_runner_autoscaled (no read of the namespace's HPAs): those Deployments omit replicas."""
+    default, r = renders["default"], variant_renders["autoscaled"]
     # Without them (the default scenario), the runner and the frontend have their replicas ...
     assert model_runner_deployment(default)["spec"]["replicas"] == 1
     assert frontend(default)["spec"]["replicas"] == 1
@@ -674,3 +685,4 @@ def test_hpa_found_in_the_namespace_omits_replicas(renders, variant_renders):
     assert "replicas" not in backend(r)["spec"]
     for d in r.of_kind("Deployment"):
         kubernetes_validate.validate(d, K8S_VERSION, strict=True)
+

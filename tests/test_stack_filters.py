@@ -23,7 +23,7 @@ GOOD = {"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"cpu": "1", "m
 
 def test_every_filter_is_registered():
     assert set(stack.FilterModule().filters()) == {
-        "resources_errors", "probe_errors", "image_errors", "hpa_targets", "data_checksum", "retries"}
+        "resources_errors", "probe_errors", "image_errors", "data_checksum", "retries", "tags_select", "roles_for_tags"}
     assert "merge_workloads" in cluster.FilterModule().filters()
 
 
@@ -75,25 +75,16 @@ def test_unpinned_images_fail(image, expected):
     assert expected in stack.image_errors(image, "i")[0]
 
 
-def test_hpa_targets_are_deployments_only():
-    hpas = [
-        {"spec": {"scaleTargetRef": {"kind": "Deployment", "name": "b"}}},
-        {"spec": {"scaleTargetRef": {"kind": "StatefulSet", "name": "s"}}},
-        {"spec": {"scaleTargetRef": {"kind": "Deployment", "name": "a"}}},
-    ]
-    assert stack.hpa_targets(hpas) == ["a", "b"]
-    assert stack.hpa_targets([]) == []
-    assert stack.hpa_targets(None) == []
-
-
 def test_data_checksum_is_stable_and_follows_the_data():
-    one = [{"data": {"B": "2", "A": "1"}}]
-    same = [{"data": {"A": "1", "B": "2"}}]
-    other = [{"data": {"A": "1", "B": "3"}}]
+    one = {"B": "2", "A": "1"}
+    same = {"A": "1", "B": "2"}
+    other = {"A": "1", "B": "3"}
     assert stack.data_checksum(one) == stack.data_checksum(same)
     assert stack.data_checksum(one) != stack.data_checksum(other)
+    # A port given as a number hashes like the string the ConfigMap holds.
+    assert stack.data_checksum({"PORT": 12434}) == stack.data_checksum({"PORT": "12434"})
     empty = hashlib.sha256(json.dumps({}).encode()).hexdigest()
-    assert stack.data_checksum([]) == empty == stack.data_checksum([{"metadata": {}}])
+    assert stack.data_checksum({}) == empty == stack.data_checksum(None)
 
 
 @pytest.mark.parametrize("timeout,delay,expected", [(300, 5, 60), (301, 5, 61), (1, 10, 1), ("120", "10", 12), (0, 5, 1)])
@@ -125,3 +116,56 @@ def test_k8s_plan_applies_everything_in_a_real_run_and_only_the_servable_in_chec
     check = plan(docs, apis, [], True)
     assert check["apply"] == docs[:1]
     assert len(check["skipped"]) == 2
+
+
+def test_k8s_batches_one_call_for_all_objects_and_one_per_object_with_diff():
+    batches = _load("k8s_applicable").k8s_batches
+    svc = {"kind": "Service", "metadata": {"name": "a"}}
+    dep = {"kind": "Deployment", "metadata": {"name": "a"}}
+    assert batches([svc, None, dep], False) == [[svc, dep]]
+    assert batches([svc, dep], True) == [[svc], [dep]]
+    assert batches([], False) == [] and batches(None, True) == []
+
+
+def test_k8s_applied_reads_both_result_shapes_and_skips_skipped_items():
+    applied = _load("k8s_applicable").k8s_applied
+    svc = {"kind": "Service", "metadata": {"name": "a"}}
+    dep = {"kind": "Deployment", "metadata": {"name": "a"}, "status": {"readyReplicas": 1}}
+    # One module run that applied several objects (kubernetes.core returns result.results) ...
+    many = {"results": [{"changed": False, "result": {"results": [{"result": svc}, {"result": dep}]}}]}
+    # ... or one run per object (--diff): each item's result is the object.
+    one_each = {"results": [{"changed": False, "result": svc}, {"changed": True, "result": dep}]}
+    skipped = {"results": [{"skipped": True}], "skipped": True}
+    assert applied(many) == [svc, dep]
+    assert applied(one_each) == [svc, dep]
+    assert applied(skipped) == [] == applied({}) == applied(None)
+    # Removed objects come back as {}: nothing to report.
+    assert applied({"results": [{"changed": True, "result": {}}]}) == []
+
+
+@pytest.mark.parametrize("tags,run,skip,expected", [
+    (["chatbot"], ["all"], [], True),
+    (["chatbot"], ["autoscaling"], [], False),
+    (["chatbot"], ["chatbot"], [], True),
+    (["cluster", "always"], ["kuberay"], [], True),
+    (["cluster", "always"], ["all"], ["always"], False),
+    (["chatbot"], ["all"], ["chatbot"], False),
+    (["namespace", "kuberay", "ecosystem"], ["ecosystem"], [], True),
+    (["loadtest", "never"], ["all"], [], False),
+    (["loadtest", "never"], ["loadtest"], [], True),
+    (["chatbot"], ["tagged"], [], True),
+    (["chatbot"], ["untagged"], [], False),
+    ([], ["untagged"], [], True),
+    (["mlflow", "ecosystem"], ["all"], ["molecule-notest", "notest"], True),
+    (["chatbot"], None, None, True),
+])
+def test_tags_select_follows_ansible_rules(tags, run, skip, expected):
+    assert stack.tags_select(tags, run, skip) is expected
+
+
+def test_roles_for_tags_keeps_play_order():
+    roles = {"cluster": ["cluster", "always"], "namespace": ["namespace", "kuberay"], "chatbot": ["chatbot"],
+             "kuberay": ["kuberay", "ecosystem"]}
+    assert stack.roles_for_tags(roles, ["all"], []) == list(roles)
+    assert stack.roles_for_tags(roles, ["kuberay"], []) == ["cluster", "namespace", "kuberay"]
+    assert stack.roles_for_tags(roles, ["all"], ["chatbot"]) == ["cluster", "namespace", "kuberay"]

@@ -1,4 +1,4 @@
-"""Filters shared by the stack's roles: input checks, HPA ownership, config checksums, waits.
+"""Filters shared by the stack's roles: input checks, config checksums, waits.
 
 Each role used to spell these out in YAML; they live here once, unit-tested in
 tests/test_filters.py. Found through ansible.cfg's ``filter_plugins``.
@@ -7,10 +7,14 @@ tests/test_filters.py. Found through ansible.cfg's ``filter_plugins``.
   ({requests: {cpu, memory}, limits: {cpu, memory}}), each naming ``var``; [] when good.
 - ``probe_errors(probe, var)``: problems with a probe timing dict (positive integers).
 - ``image_errors(image, var)``: problems with an image reference (a tag or digest, not latest).
-- ``hpa_targets(hpas)``: names of the Deployments that HorizontalPodAutoscalers scale.
-- ``data_checksum(resources)``: sha256 of the ``data`` of the first object k8s_info returned
-  (stable key order), so a changed ConfigMap or Secret rolls the pods that read it.
+- ``data_checksum(data)``: sha256 of a ConfigMap's ``data`` (stable key order), so a changed
+  ConfigMap rolls the pods that read it. Never for a Secret: a hash of a key is a fingerprint of
+  it (the chatbot rolls on the Secret's resourceVersion instead).
 - ``retries(timeout, delay)``: how many attempts of ``delay`` seconds fill ``timeout``.
+- ``tags_select(tags, run_tags, skip_tags)``: whether a role with these ``tags`` runs under
+  ``--tags`` / ``--skip-tags`` (Ansible's rules);
+  ``roles_for_tags({role: tags}, run_tags, skip_tags)``: the roles that run, in order. site.yml
+  validates the inputs of exactly those roles before the first of them changes anything.
 """
 
 import hashlib
@@ -79,24 +83,41 @@ def image_errors(image, var):
     return []
 
 
-def hpa_targets(hpas):
-    """Names of the Deployments the given HorizontalPodAutoscalers scale."""
-    return sorted({
-        h["spec"]["scaleTargetRef"]["name"]
-        for h in hpas or []
-        if h.get("spec", {}).get("scaleTargetRef", {}).get("kind") == "Deployment"
-    })
-
-
-def data_checksum(resources):
-    """sha256 of the first object's ``data`` (sorted keys); of {} when there is none."""
-    data = (resources[0].get("data") if resources else None) or {}
+def data_checksum(data):
+    """sha256 of ``data`` (sorted keys, values as strings, as the API server stores them)."""
+    data = {str(k): str(v) for k, v in (data or {}).items()}
     return hashlib.sha256(json.dumps(data, sort_keys=True, separators=(", ", ": ")).encode()).hexdigest()
 
 
 def retries(timeout, delay):
     """Attempts ``delay`` seconds apart that cover ``timeout`` seconds (at least 1)."""
     return max(1, math.ceil(int(timeout) / int(delay)))
+
+
+def tags_select(tags, run_tags=None, skip_tags=None):
+    """True when a task or role with ``tags`` runs, by ansible-playbook's rules for
+    ``ansible_run_tags`` and ``ansible_skip_tags`` (``always``, ``never``, ``tagged``,
+    ``untagged``, ``all``)."""
+    tags = set(tags or [])
+    run = set(run_tags or ["all"])
+    skip = set(skip_tags or [])
+    if tags & skip or ("tagged" in skip and tags) or ("untagged" in skip and not tags):
+        return False
+    if "always" in tags and "always" not in skip:
+        return True
+    if "never" in tags and not (tags - {"never"}) & run:
+        return False
+    return bool(
+        "all" in run
+        or tags & run
+        or ("tagged" in run and tags)
+        or ("untagged" in run and not tags)
+    )
+
+
+def roles_for_tags(roles, run_tags=None, skip_tags=None):
+    """The names in ``roles`` ({name: tags}, in play order) that run with these tags."""
+    return [name for name, tags in (roles or {}).items() if tags_select(tags, run_tags, skip_tags)]
 
 
 class FilterModule:
@@ -107,7 +128,8 @@ class FilterModule:
             "resources_errors": resources_errors,
             "probe_errors": probe_errors,
             "image_errors": image_errors,
-            "hpa_targets": hpa_targets,
             "data_checksum": data_checksum,
             "retries": retries,
+            "tags_select": tags_select,
+            "roles_for_tags": roles_for_tags,
         }

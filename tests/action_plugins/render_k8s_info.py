@@ -6,12 +6,10 @@ tests/render_collections (a kubernetes.core with only a meta/runtime.yml) routes
 ``kubernetes.core.k8s_info`` here. The read is answered the way the API server
 would answer it after the run applied the manifests:
 
-* if the play has ``render_checksum_data`` with an entry for the kind asked for
-  (``{"ConfigMap": {...}, "Secret": {...}}``), a read of one named object gets one
-  object of that kind whose ``data`` is that entry (``null``: no such object);
-* otherwise the objects that match (kind, name if given, namespace if given) among
-  the manifests rendered so far (the play's ``render_outputs``) and the objects the
-  play says are in the cluster already (``render_cluster_objects``, a list).
+* the objects that match (kind, name if given, namespace if given) among the objects
+  the play says are in the cluster already (``render_cluster_objects``, a list, with
+  the resourceVersion the API server would add);
+* if none does, those among the manifests rendered so far (the play's ``render_outputs``).
 
 The result says which of the two answered (``render_answered_from``).
 """
@@ -44,36 +42,26 @@ class ActionModule(ActionBase):
         if args.get("label_selectors") or args.get("field_selectors"):
             raise AnsibleActionFail("render_k8s_info does not answer label or field selectors")
 
-        overrides = self._var(task_vars, "render_checksum_data", {}) or {}
-        if name and kind in overrides:
-            data = overrides[kind]
-            resources = []
-            if data is not None:
-                resources = [
-                    {
-                        "apiVersion": args.get("api_version", "v1"),
-                        "kind": kind,
-                        "metadata": {"name": name, "namespace": namespace},
-                        "data": data,
-                    }
-                ]
-            answered_from = "render_checksum_data"
-        else:
-            candidates = list(self._var(task_vars, "render_cluster_objects", []) or [])
-            outputs = self._var(task_vars, "render_outputs", {}) or {}
-            for key in sorted(outputs):
-                candidates.extend(yaml.safe_load_all(str(outputs[key])))
-            resources = []
-            for obj in candidates:
-                if not isinstance(obj, dict):
-                    continue
-                meta = obj.get("metadata") or {}
+        def matching(objects):
+            found = []
+            for obj in objects:
+                meta = (obj.get("metadata") or {}) if isinstance(obj, dict) else {}
                 if (
-                    obj.get("kind") == kind
+                    isinstance(obj, dict)
+                    and obj.get("kind") == kind
                     and (not name or meta.get("name") == name)
                     and (not namespace or meta.get("namespace") == namespace)
                 ):
-                    resources.append(obj)
+                    found.append(obj)
+            return found
+
+        # What the play says is in the cluster wins; else what the run rendered so far.
+        resources = matching(self._var(task_vars, "render_cluster_objects", []) or [])
+        answered_from = "render_cluster_objects"
+        if not resources:
+            outputs = self._var(task_vars, "render_outputs", {}) or {}
+            rendered = [doc for key in sorted(outputs) for doc in yaml.safe_load_all(str(outputs[key]))]
+            resources = matching(rendered)
             answered_from = "manifests"
         result.update(changed=False, api_found=True, resources=resources, render_answered_from=answered_from)
         return result

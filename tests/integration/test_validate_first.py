@@ -1,0 +1,44 @@
+"""Bad input for any role the run executes stops site.yml before the first change.
+
+Against the simulated cluster's real API server (nothing here depends on KWOK's simulation):
+each run names a namespace that does not exist, and after the refusal it still does not
+exist, the run reports changed=0, and the one-line message names the variable to fix.
+Before site.yml validated every role first, each of these changed the cluster (the
+namespace, the PVC, ...) and then failed at the role whose input was bad.
+"""
+
+import pytest
+from ai_stack_testlib import cluster_env, run_playbook
+
+NO_DOCKER = ("-e", "chatbot_image_load_enabled=false")
+
+CASES = [
+    # (id, extra arguments, whether ANTHROPIC_API_KEY is set, the variable the message names)
+    ("api-key-unset", (), False, "config_anthropic_api_key"),
+    ("backend-replicas-negative", ("-e", "chatbot_backend_replicas=-1"), True, "chatbot_backend_replicas"),
+    ("runner-replicas-not-a-number", ("-e", "model_runner_replicas=three"), True, "model_runner_replicas"),
+    ("hpa-min-above-max", ("-e", "autoscaling_backend_min_replicas=9"), True, "autoscaling_backend_min_replicas"),
+    ("kuberay-chart-2", ("--tags", "kuberay", "-e", "kuberay_chart_version=2.0.0"), True, "kuberay_chart_version"),
+]
+
+
+@pytest.mark.namespace_absent
+@pytest.mark.parametrize("case_id,args,key_set,variable", CASES, ids=[c[0] for c in CASES])
+def test_bad_input_stops_before_anything_changes(kube, temp_namespace, api_key, case_id, args, key_set, variable):
+    namespaces = kube.resources.get(api_version="v1", kind="Namespace")
+    result = run_playbook(
+        "site.yml", *NO_DOCKER, "-e", f"ai_stack_namespace={temp_namespace}", *args,
+        api_key=api_key if key_set else "", extra_env=cluster_env(), timeout=300,
+    )
+    assert result.rc != 0, result.describe()
+    assert not result.changed, result.describe()
+    assert [r for r in result.results() if r.changed] == [], result.describe()
+    # Nothing reached the cluster: the namespace was never created.
+    assert temp_namespace not in [n.metadata.name for n in namespaces.get().items]
+    failure = result.failure()
+    assert failure is not None, result.describe()
+    # Refused by the first pass (site.yml's pre-task), not by the role when its turn came.
+    assert failure.name.startswith(("Validate | ", "validate | ")), failure.name
+    message = failure.msg if not failure.censored else ""
+    assert failure.censored or variable in message, message
+    assert failure.censored or "\n" not in message.strip(), message
