@@ -6,8 +6,9 @@ BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 export ANSIBLE_CONFIG := $(abspath ansible.cfg)
 
-# make deploy [CONTEXT=docker-desktop] [INVENTORY=inventory/hosts.yml] [ARGS='--tags chatbot']
+# make deploy [CONTEXT=docker-desktop] [INVENTORY=inventory/hosts.yml] [ARGS='--tags chatbot'] [PROFILE=1]
 CONTEXT ?=
+PROFILE ?=
 INVENTORY ?=
 ARGS ?=
 
@@ -25,7 +26,7 @@ KEEP_CLUSTER ?=
 	cluster-up cluster-down cluster-build kind-up kind-down kind-build clean
 
 help:
-	@echo "make deploy   - deploy the stack with site.yml to the current kube context (CONTEXT=..., INVENTORY=..., ARGS=...)"
+	@echo "make deploy   - deploy the stack with site.yml to the current kube context (CONTEXT=..., INVENTORY=..., ARGS=..., PROFILE=1 for task times)"
 	@echo "make test     - lint, unit tests, then molecule scenarios and integration tests on a simulated cluster"
 	@echo "make kind-up / kind-down       - start / stop the local kind cluster (real containers, built offline)"
 	@echo "make cluster-up / cluster-down - start / stop the simulated cluster (KWOK + real control plane)"
@@ -41,7 +42,7 @@ venv: $(BIN)/.installed
 # With no kubeconfig or no context at all, deploys to the local kind cluster (made on first use).
 deploy: venv
 	@$(BIN)/python tools/deploy.py $(if $(INVENTORY),--inventory $(INVENTORY)) \
-	  $(if $(CONTEXT),--context $(CONTEXT)) -- $(ARGS)
+	  $(if $(CONTEXT),--context $(CONTEXT)) $(if $(PROFILE),--profile) -- $(ARGS)
 
 lint: venv
 	$(BIN)/yamllint -s .

@@ -243,3 +243,18 @@ def test_deploy_expects_the_context_it_is_given():
     """`make deploy CONTEXT=x` states x: the run uses it and the cluster role expects it."""
     assert deploy.context_args("kind-desktop") == [
         "-e", "ai_stack_context=kind-desktop", "-e", "cluster_expected_context=kind-desktop"]
+
+
+@pytest.mark.parametrize("profile", [False, True])
+def test_deploy_profile_turns_on_the_task_timer(monkeypatch, profile):
+    """`make deploy PROFILE=1` runs site.yml with ansible.posix.profile_tasks; without it, no timer."""
+    calls = []
+    monkeypatch.setattr(deploy.subprocess, "run", lambda cmd, env, cwd: calls.append((cmd, env)) or
+                        type("Done", (), {"returncode": 0})())
+    monkeypatch.setattr(deploy.shutil, "which", lambda _: "/bin/true")
+    monkeypatch.delenv("ANSIBLE_CALLBACKS_ENABLED", raising=False)
+    args = ["--context", "docker-desktop"] + (["--profile"] if profile else []) + ["--", "--tags", "chatbot"]
+    assert deploy.main(args) == 0
+    (cmd, env), = calls
+    assert cmd[-2:] == ["--tags", "chatbot"] and "site.yml" in cmd
+    assert ("ansible.posix.profile_tasks" in env.get("ANSIBLE_CALLBACKS_ENABLED", "")) is profile

@@ -75,6 +75,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--inventory")
     p.add_argument("--context")
+    p.add_argument("--profile", action="store_true",
+                   help="print each task's time and the slowest tasks at the end (ansible.posix.profile_tasks)")
     p.add_argument("args", nargs=argparse.REMAINDER)
     a = p.parse_args(argv)
     extra = [x for x in a.args if x != "--"]
@@ -82,6 +84,9 @@ def main(argv=None) -> int:
     if a.inventory:
         cmd += ["-i", a.inventory]
     env = dict(os.environ)
+    if a.profile:
+        env["ANSIBLE_CALLBACKS_ENABLED"] = ",".join(
+            x for x in (env.get("ANSIBLE_CALLBACKS_ENABLED", ""), "ansible.posix.profile_tasks") if x)
     kubeconfig = kubeconfig_path()
     local = not a.context and not has_context(kubeconfig)
     if local:
