@@ -1,7 +1,7 @@
 """site.yml stops on a tag it does not have, and on an inventory without a k8s_controller host,
 before any task talks to a cluster (no cluster needed: nothing gets that far)."""
 
-from ai_stack_testlib import new_api_key, run_playbook
+from ai_stack_testlib import ROOT, load_yaml, new_api_key, run_playbook
 
 
 def test_an_unknown_tag_stops_the_run():
@@ -56,3 +56,17 @@ def test_an_unknown_skip_tag_is_harmless(tmp_path):
                           "-e", f"ai_stack_kubeconfig={tmp_path / 'none'}", api_key=new_api_key())
     checks = [r for r in result.results() if r.name.startswith("Run | ")]
     assert len(checks) == 2 and not [r for r in checks if r.failed], result.describe()
+
+
+def test_the_validation_pass_knows_every_role_and_its_tags():
+    """site.yml's __site_roles (which the first pre-task validates, by tags) lists the play's roles, in
+    order, with the tags site.yml gives them (autoscaling also under loadtest, its post-task's tag)."""
+    play = [p for p in load_yaml(ROOT / "site.yml") if p.get("roles")][0]
+    listed = {r["role"]: r.get("tags", []) for r in play["roles"]}
+    declared = play["vars"]["__site_roles"]
+    assert list(declared) == list(listed)
+    for role, tags in listed.items():
+        extra = {"loadtest"} if role == "autoscaling" else set()
+        assert set(declared[role]) == set(tags) | extra, role
+    post = [t for t in play["post_tasks"] if "loadtest" in t.get("tags", [])]
+    assert post and post[0]["ansible.builtin.include_role"]["name"] == "autoscaling"

@@ -50,11 +50,14 @@ def test_loadtest_job_is_removed_after_a_failed_run(kube, namespace_with_hpa, ap
     )
     assert result.rc != 0, result.describe()
     assert "did not scale above minReplicas" in result.failure_message(), result.describe()
-    # Only the load test ran (--tags loadtest): no role's deploy tasks. The cluster checks run
-    # whatever the tags, and every role's argument spec is checked (Ansible tags that `always`).
+    # Only the load test ran (--tags loadtest): no role's deploy tasks. The input checks (ai_stack's
+    # validate entry point, then each role's validate tasks) and the cluster checks run whatever the
+    # tags, and every role's argument spec is checked (Ansible tags that `always`).
     ran = [r for r in result.results() if not r.skipped and not r.action.endswith("validate_argument_spec")]
-    assert {r.role for r in ran} <= {"", "cluster", "autoscaling"}, result.describe()
-    assert not [r for r in ran if r.role == "cluster" and r.changed], result.describe()
+    assert {r.role for r in ran} <= {"", "ai_stack", "cluster", "autoscaling"}, result.describe()
+    assert not [r for r in ran if r.role in ("ai_stack", "cluster") and r.changed], result.describe()
+    # The autoscaling role's input was checked first, before the load test changed anything.
+    assert [r for r in ran if r.role == "autoscaling" and r.name.startswith("validate |")], result.describe()
     # The Job was created (the play got that far) ...
     started = result.task_results("loadtest | Start the bounded load-test Job")
     assert started and all(r.changed and not r.failed for r in started), result.describe()
