@@ -22,12 +22,13 @@ KINDCLUSTER := PYTHONPATH=$(abspath tools) $(BIN)/python -m kindcluster
 # KEEP_CLUSTER=1 leaves the test clusters running after `make test`.
 KEEP_CLUSTER ?=
 
-.PHONY: help venv deploy test lint unit molecule-kind molecule-sim integration test-kind test-sim \
+.PHONY: help venv deploy test bench lint unit molecule-kind molecule-sim integration test-kind test-sim \
 	cluster-up cluster-down cluster-build kind-up kind-down kind-build clean
 
 help:
 	@echo "make deploy   - deploy the stack with site.yml to the current kube context (CONTEXT=..., INVENTORY=..., ARGS=..., PROFILE=1 for task times)"
 	@echo "make test     - lint, unit tests, then molecule scenarios and integration tests on a simulated cluster"
+	@echo "make bench    - time no-op, first and --tags runs against kubectl apply, on the simulated cluster (not part of make test)"
 	@echo "make kind-up / kind-down       - start / stop the local kind cluster (real containers, built offline)"
 	@echo "make cluster-up / cluster-down - start / stop the simulated cluster (KWOK + real control plane)"
 
@@ -103,6 +104,10 @@ test-sim: venv
 # (tools/testrun.py says how and why; it prints each phase's time last).
 test: venv
 	$(BIN)/python tools/testrun.py
+
+# Timings side by side in one run (tools/bench.py); writes .bench/results.md.
+bench: venv
+	$(BIN)/python tools/bench.py
 
 clean: cluster-down kind-down
 	rm -rf $(VENV) .ansible

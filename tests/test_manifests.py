@@ -95,7 +95,7 @@ def test_templates_applied_with_from_yaml_render_one_document(rendered):
         r"lookup\('ansible\.builtin\.template', '([^']+)'\)\s*\|\s*(?:ansible\.builtin\.)?(from_yaml(?:_all)?)\b"
     )
     single = set()
-    for tasks in ROLES_DIR.glob("*/tasks/*.yml"):
+    for tasks in [*ROLES_DIR.glob("*/tasks/*.yml"), *ROLES_DIR.glob("*/vars/*.yml")]:
         for template, parser in pattern.findall(tasks.read_text()):
             if parser == "from_yaml":
                 single.add(f"{tasks.parent.parent.name}/{template.removesuffix('.yaml.j2')}")

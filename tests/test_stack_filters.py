@@ -169,3 +169,16 @@ def test_roles_for_tags_keeps_play_order():
     assert stack.roles_for_tags(roles, ["all"], []) == list(roles)
     assert stack.roles_for_tags(roles, ["kuberay"], []) == ["cluster", "namespace", "kuberay"]
     assert stack.roles_for_tags(roles, ["all"], ["chatbot"]) == ["cluster", "namespace", "kuberay"]
+
+
+def test_k8s_preview_names_each_object_and_never_shows_a_secret_value():
+    preview = _load("k8s_applicable").k8s_preview
+    cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "ai"}, "data": {"A": "1"}}
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s", "namespace": "ai"},
+              "data": {"ANTHROPIC_API_KEY": "c2stYW50LXNlY3JldA=="}}
+    ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "ai"}}
+    assert preview([ns, cm, secret, None]) == [
+        "would create Namespace ai", "would create ConfigMap ai/c", "would create Secret ai/s"]
+    full = preview([cm, secret], True)
+    assert len(full) == 4 and "A: '1'" in full[1]
+    assert "ANTHROPIC_API_KEY: <hidden>" in full[3] and "c2stYW50" not in "".join(full)

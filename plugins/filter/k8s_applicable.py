@@ -7,6 +7,9 @@ role's objects in as few kubernetes.core calls as possible (the core roles).
   Python start-up and imports here), or, with ``--diff``, one item per object, because
   Ansible shows the diff of a module's result only when the module applied one object.
 - ``k8s_applied(registered)``: the objects such a task returned, from either shape.
+- ``k8s_preview(docs, diff_mode)``: what a real run would create, for check mode before the
+  namespace exists (the API server cannot dry-run objects in it): one line per object, and with
+  ``--diff`` the object as YAML; a Secret shows its keys, never its values.
 """
 
 
@@ -87,9 +90,29 @@ def k8s_applied(registered):
     return out
 
 
+def k8s_preview(docs, diff_mode=False):
+    """Lines for a debug task: "would create Kind namespace/name", plus the YAML with --diff."""
+    import yaml  # pylint: disable=import-outside-toplevel  (not at plugin load: see cluster.py)
+
+    lines = []
+    for doc in docs or []:
+        if not doc:
+            continue
+        meta = doc.get("metadata") or {}
+        where = f"{meta['namespace']}/" if meta.get("namespace") else ""
+        lines.append(f"would create {doc.get('kind')} {where}{meta.get('name')}")
+        if diff_mode:
+            shown = dict(doc)
+            if doc.get("kind") == "Secret":
+                shown = {**doc, **{k: {key: "<hidden>" for key in (doc.get(k) or {})}
+                                   for k in ("data", "stringData") if k in doc}}
+            lines.append(yaml.safe_dump(shown, sort_keys=False, default_flow_style=False))
+    return lines
+
+
 class FilterModule:
     """Which manifests the API server can take now."""
 
     def filters(self):
         return {"k8s_applicable": k8s_applicable, "k8s_plan": k8s_plan, "k8s_label_namespaces": k8s_label_namespaces,
-                "k8s_batches": k8s_batches, "k8s_applied": k8s_applied}
+                "k8s_batches": k8s_batches, "k8s_applied": k8s_applied, "k8s_preview": k8s_preview}

@@ -7,6 +7,9 @@ Uses the real kube-apiserver's server-side dry run; no pod needs to run, so
 nothing here depends on KWOK's simulation.
 """
 
+import base64
+import json
+
 import pytest
 from ai_stack_testlib import PlaybookResult, cluster_env, run_playbook
 
@@ -95,6 +98,9 @@ def test_check_mode_on_empty_namespace_changes_nothing(kube, temp_namespace, api
     assert [r for r in result.results() if r.role == "config" and r.censored and r.changed], result.describe()
     # The secret never appears in the output, --diff included.
     assert api_key not in result.output
+    # The diffs carry no server bookkeeping (site.yml's module_defaults hide it).
+    diffs = json.dumps([i.get("diff") for r in result.results() if r.action == "kubernetes.core.k8s" for i in r.items()])
+    assert "managedFields" not in diffs and "creationTimestamp" not in diffs, diffs[:2000]
 
 
 @pytest.mark.namespace_absent
@@ -105,6 +111,16 @@ def test_check_mode_on_missing_namespace_does_not_crash(kube, temp_namespace, ap
     assert result.rc == 0, result.describe()
     assert result.failed_tasks() == [], result.describe()
     assert temp_namespace not in [n.metadata.name for n in namespaces.get().items]
-    # It reports that the namespace would be created.
+    # It reports that the namespace would be created ...
     assert ("Namespace", temp_namespace) in would_change(result, temp_namespace), result.describe()
+    # ... and, rendered, the objects inside it that the API server cannot dry-run yet (with --diff, as YAML).
+    previews = [line for r in result.results() if r.name.endswith("Show what a real run would create "
+                                                                 "(check mode, namespace not created yet)")
+                for line in (r.result.get("msg") or [])]
+    previewed = {tuple(line.split()[2:4]) for line in previews if line.startswith("would create ")}
+    expected = {(kind, f"{temp_namespace}/{name}") for kind, name in STACK_OBJECTS} | {
+        ("Secret", f"{temp_namespace}/app-secrets"), ("HorizontalPodAutoscaler", f"{temp_namespace}/backend-hpa")}
+    assert expected <= previewed, sorted(expected - previewed)
+    assert any("kind: Deployment" in line for line in previews), previews
     assert api_key not in result.output
+    assert base64.b64encode(api_key.encode()).decode() not in result.output  # not even as the Secret holds it

@@ -1,0 +1,157 @@
+#!/usr/bin/env python3
+"""`make bench`: how long the stack's runs take, side by side in one run, on the simulated cluster.
+
+Not part of `make test` (timings are measured here, never asserted in tests). It starts the
+simulated cluster itself, with workers big enough for ten copies of the stack
+(TESTCLUSTER_WORKER_CPU / _MEMORY), and stops it at the end. Each row is the median of
+BENCH_REPS runs (default 3); ratios are to the first row of the same run, so machines compare.
+
+  1. `kubectl apply --server-side -f` of the core stack's objects, already applied (the floor);
+  2. a no-op `site.yml` (the second run, changed=0) of the core stack;
+  3. a no-op `site.yml --tags chatbot`;
+  4. a first converge of the core stack into a new namespace;
+  5. the core stack converged into 1, 5 and 10 namespaces, one run each (BENCH_SCALE="1,5,10"):
+     the time per namespace should stay flat (linear growth).
+
+Writes .bench/results.md (Markdown, the README quotes it) and prints it.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+OUT = REPO / ".bench"
+REPS = int(os.environ.get("BENCH_REPS", "3"))
+SCALE = [int(n) for n in os.environ.get("BENCH_SCALE", "1,5,10").split(",")]
+CONTEXT = "kwok-desktop-sim"
+KUBECONFIG = REPO / ".testcluster" / "kubeconfig"
+# The chatbot images cannot be loaded into simulated nodes (no Docker there).
+PLAYBOOK_ARGS = ["-e", f"cluster_expected_context={CONTEXT}", "-e", "chatbot_image_load_enabled=false"]
+KINDS = "configmap,secret,persistentvolumeclaim,service,deployment,horizontalpodautoscaler"
+
+
+def say(msg: str) -> None:
+    print(f"[bench] {msg}", flush=True)
+
+
+def env() -> dict:
+    return dict(os.environ, K8S_AUTH_KUBECONFIG=str(KUBECONFIG), K8S_AUTH_CONTEXT=CONTEXT,
+                KUBECONFIG=str(KUBECONFIG), ANTHROPIC_API_KEY=os.environ.get("ANTHROPIC_API_KEY") or "bench-key-not-a-secret",
+                ANSIBLE_STDOUT_CALLBACK="ansible.posix.json", PATH=f"{BIN}:{os.environ.get('PATH', '')}")
+
+
+def timed(cmd: list[str], what: str) -> tuple[float, dict | None]:
+    t0 = time.monotonic()
+    done = subprocess.run(cmd, cwd=REPO, env=env(), capture_output=True, text=True)
+    seconds = time.monotonic() - t0
+    if done.returncode != 0:
+        sys.exit(f"[bench] {what} failed (exit {done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    report = None
+    if cmd[0].endswith("ansible-playbook"):
+        report = json.loads(done.stdout[done.stdout.index("{"):])
+    return seconds, report
+
+
+def site(namespace: str, *args: str) -> tuple[float, int]:
+    seconds, report = timed([str(BIN / "ansible-playbook"), "site.yml", *PLAYBOOK_ARGS,
+                             "-e", f"ai_stack_namespace={namespace}", *args], f"site.yml {namespace} {args}")
+    changed = sum(h["changed"] for h in report["stats"].values())
+    return seconds, changed
+
+
+def export_objects(namespace: str, path: Path) -> int:
+    """The stack's objects as a user would keep them in a file: no status, no server fields."""
+    out = subprocess.run(["kubectl", "get", KINDS, "-n", namespace, "-l", "app.kubernetes.io/managed-by=ansible",
+                          "-o", "json"], env=env(), capture_output=True, text=True, check=True).stdout
+    items = json.loads(out)["items"]
+    for obj in items:
+        obj.pop("status", None)
+        meta = obj["metadata"]
+        for key in ("resourceVersion", "uid", "managedFields", "creationTimestamp", "generation", "annotations"):
+            meta.pop(key, None)
+        if obj["kind"] == "Service":
+            for key in ("clusterIP", "clusterIPs"):
+                obj["spec"].pop(key, None)
+    path.write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": items}))
+    return len(items)
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def cluster(action: str) -> None:
+    tool = [sys.executable, "-m", "testcluster", action]
+    extra = {"TESTCLUSTER_WORKER_CPU": "96", "TESTCLUSTER_WORKER_MEMORY": "384Gi"} if action == "up" else {}
+    subprocess.run(tool, cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO / "tools"), **extra),
+                   check=True, stdout=subprocess.DEVNULL)
+
+
+def main() -> int:
+    if not shutil.which("kubectl"):
+        sys.exit("[bench] kubectl is needed (the floor row applies the same objects with it)")
+    status = subprocess.run([sys.executable, "-m", "testcluster", "status"], cwd=REPO, capture_output=True,
+                            env=dict(os.environ, PYTHONPATH=str(REPO / "tools")))
+    if status.returncode == 0:
+        sys.exit("[bench] the simulated cluster is already running: `make cluster-down` first (the bench "
+                 "starts it with larger workers)")
+    OUT.mkdir(exist_ok=True)
+    rows: list[tuple[str, float, str]] = []
+    say(f"starting the simulated cluster; {REPS} repetitions per row")
+    cluster("up")
+    try:
+        ns = "bench-0"
+        first, changed = site(ns)
+        say(f"first converge of {ns}: {first:.1f} s, changed={changed}")
+        with tempfile.TemporaryDirectory() as tmp:
+            objects = Path(tmp) / "stack.json"
+            count = export_objects(ns, objects)
+            kubectl = [timed(["kubectl", "apply", "--server-side", "--force-conflicts", "--field-manager", "ai-stack",
+                              "-f", str(objects)], "kubectl apply")[0] for _ in range(REPS)]
+        rows.append((f"`kubectl apply --server-side` of the same {count} objects", median(kubectl), ""))
+        noop = []
+        for _ in range(REPS):
+            seconds, changed = site(ns)
+            if changed:
+                sys.exit(f"[bench] the no-op run changed {changed} things")
+            noop.append(seconds)
+        rows.append(("no-op `site.yml` (core stack, changed=0)", median(noop), ""))
+        rows.append(("no-op `site.yml --tags chatbot`", median([site(ns, "--tags", "chatbot")[0] for _ in range(REPS)]), ""))
+        firsts = [first] + [site(f"bench-first-{i}")[0] for i in range(1, REPS)]
+        rows.append(("first converge of the core stack (new namespace)", median(firsts), ""))
+        for n in SCALE:
+            t0 = time.monotonic()
+            for i in range(n):
+                site(f"bench-scale{n}-{i}")
+            total = time.monotonic() - t0
+            rows.append((f"core stack into {n} namespace(s), one run each", total, f"{total / n:.1f} s per namespace"))
+        rows.append(("the four ecosystem tools, in sequence vs concurrently", float("nan"),
+                     "not measured: site.yml installs them one after another (no concurrent install yet)"))
+    finally:
+        cluster("down")
+    floor = rows[0][1]
+    lines = ["| run | median (s) | × kubectl apply | note |", "|---|---|---|---|"]
+    for name, seconds, note in rows:
+        if seconds != seconds:  # nan
+            lines.append(f"| {name} | – | – | {note} |")
+        else:
+            lines.append(f"| {name} | {seconds:.1f} | {seconds / floor:.0f} | {note} |")
+    header = (f"Measured {time.strftime('%Y-%m-%d')} by `make bench` on {os.cpu_count()} cores, simulated "
+              f"cluster, {REPS} repetitions (median; the namespace rows are one run each).")
+    text = header + "\n\n" + "\n".join(lines) + "\n"
+    (OUT / "results.md").write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
