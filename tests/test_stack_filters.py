@@ -179,6 +179,11 @@ def test_k8s_preview_names_each_object_and_never_shows_a_secret_value():
     ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "ai"}}
     assert preview([ns, cm, secret, None]) == [
         "would create Namespace ai", "would create ConfigMap ai/c", "would create Secret ai/s"]
+    # Ansible hands the filter str subclasses (templated values): the YAML must still be plain.
+    class Tagged(str):
+        pass
+
+    secret["data"] = {Tagged("ANTHROPIC_API_KEY"): Tagged("c2stYW50LXNlY3JldA==")}
     full = preview([cm, secret], True)
     assert len(full) == 4 and "A: '1'" in full[1]
     assert "ANTHROPIC_API_KEY: <hidden>" in full[3] and "c2stYW50" not in "".join(full)

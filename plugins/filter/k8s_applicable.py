@@ -92,6 +92,7 @@ def k8s_applied(registered):
 
 def k8s_preview(docs, diff_mode=False):
     """Lines for a debug task: "would create Kind namespace/name", plus the YAML with --diff."""
+    import json  # pylint: disable=import-outside-toplevel
     import yaml  # pylint: disable=import-outside-toplevel  (not at plugin load: see cluster.py)
 
     lines = []
@@ -102,10 +103,11 @@ def k8s_preview(docs, diff_mode=False):
         where = f"{meta['namespace']}/" if meta.get("namespace") else ""
         lines.append(f"would create {doc.get('kind')} {where}{meta.get('name')}")
         if diff_mode:
-            shown = dict(doc)
-            if doc.get("kind") == "Secret":
-                shown = {**doc, **{k: {key: "<hidden>" for key in (doc.get(k) or {})}
-                                   for k in ("data", "stringData") if k in doc}}
+            # Plain data: Ansible's templated strings are str subclasses that safe_dump refuses.
+            shown = json.loads(json.dumps(doc))
+            if shown.get("kind") == "Secret":
+                shown = {**shown, **{k: {key: "<hidden>" for key in (shown.get(k) or {})}
+                                     for k in ("data", "stringData") if k in shown}}
             lines.append(yaml.safe_dump(shown, sort_keys=False, default_flow_style=False))
     return lines
 
