@@ -128,6 +128,8 @@ BAD = [
     Case("placeholder-shell", "config", {"config_anthropic_api_key": "${ANTHROPIC_API_KEY}"}, VALIDATE,
          "config_anthropic_api_key"),
     Case("min-workers-negative", "cluster", {"cluster_min_workers": -1}, VALIDATE, "cluster_min_workers"),
+    Case("kuberay-operator-not-the-chart", "kuberay", {"kuberay_operator_image": "quay.io/kuberay/operator:v1.4.0"},
+         VALIDATE, "kuberay_operator_image"),
     Case(
         "server-version",
         "cluster",
