@@ -15,4 +15,6 @@ Modules, one job each:
            (debootstrap base + kind's base files + locally built Kubernetes images)
   images   small images built locally and tagged with the upstream names the roles use
   cluster  kind create/delete, pod networking, storage, readiness, leftovers check
+  netpol   NetworkPolicy enforcement: kube-network-policies built from source (patched for
+           kernels without nft_queue) as a DaemonSet
 """

@@ -18,6 +18,7 @@ import time
 from . import cluster
 from . import engine
 from . import gobuild
+from . import netpol
 from . import nodeimage
 from . import stackimages
 from .common import CONTEXT, KUBECONFIG, NODE_NAMES, RUN_DIR, die, log
@@ -38,6 +39,8 @@ def build_all(host: str) -> tuple[dict, str | None, str | None]:
         base = concurrent.futures.ThreadPoolExecutor(max_workers=1).submit(
             nodeimage.build_base, host)
     b = gobuild.build()
+    if not published:
+        netpol.build()
     return b, published, (base.result() if base is not None else None)
 
 
@@ -74,6 +77,8 @@ def cmd_up(_args) -> int:
         image = published or nodeimage.build_node(host, b, base)
         kind.create(image, default_cni=published is not None)
     kind.wait_ready()
+    if not kind.has_kindnet():
+        netpol.install(kind, host, NODE_NAMES)
     (RUN_DIR / "docker-host").write_text(host + "\n")
     preload, chatbot = stackimages.build_all(host, b["metrics-server"])
     t1 = time.monotonic()

@@ -127,6 +127,11 @@ class Kind:
                 script.append(f"iptables -C {rule} 2>/dev/null || iptables -A {rule}")
             self.node_exec(node, " && ".join(script))
 
+    def has_kindnet(self) -> bool:
+        """kind's published node image brings kindnetd, which enforces NetworkPolicy itself."""
+        r = self.kubectl("-n", "kube-system", "get", "daemonset", "kindnet", check=False)
+        return r.returncode == 0
+
     def node_ips(self) -> dict[str, str]:
         ips = {}
         for node in NODE_NAMES:
