@@ -4,12 +4,14 @@ package main
 
 import (
 	"log"
+	"os"
 
 	"ai-stack.local/standins/internal/httpx"
 	"ai-stack.local/standins/internal/modelrunner"
 )
 
 func main() {
+	httpx.ProbeIfAsked(os.Args, os.Stdout, os.Exit)
 	httpx.SetupLog("model-runner")
 	delay, err := httpx.EnvDuration("STANDIN_PULL_DELAY", 0)
 	if err != nil {

@@ -4,12 +4,14 @@ package main
 
 import (
 	"log"
+	"os"
 
 	"ai-stack.local/standins/internal/frontend"
 	"ai-stack.local/standins/internal/httpx"
 )
 
 func main() {
+	httpx.ProbeIfAsked(os.Args, os.Stdout, os.Exit)
 	httpx.SetupLog("react-frontend")
 	port := httpx.Env("PORT", "3000")
 	log.Printf("TEST STAND-IN for react-frontend:1.0.0, port %s", port)
