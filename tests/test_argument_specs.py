@@ -159,6 +159,30 @@ BAD = [
         VALIDATE,
         "autoscaling_manual_replicas",
     ),
+    # Hardening: no quiet downgrade of Pod Security, no root, NetworkPolicy input that makes sense.
+    Case(
+        "extra-label-lowers-pod-security",
+        "namespace",
+        {"namespace_extra_labels": {"pod-security.kubernetes.io/enforce": "privileged"}},
+        VALIDATE,
+        "namespace_extra_labels",
+    ),
+    Case("backend-as-root", "chatbot", {"chatbot_run_as_user": 0}, VALIDATE, "chatbot_run_as_user"),
+    Case("runner-as-root", "model_runner", {"model_runner_run_as_user": 0}, VALIDATE, "model_runner_run_as_user"),
+    Case("runner-user-name", "model_runner", {"model_runner_run_as_user": "modelrunner"}, ARGSPEC,
+         "model_runner_run_as_user"),
+    Case("writable-relative", "chatbot", {"chatbot_frontend_writable_paths": ["var/cache/nginx"]}, VALIDATE,
+         "chatbot_frontend_writable_paths"),
+    Case("runner-writable-relative", "model_runner", {"model_runner_writable_paths": ["tmp"]}, VALIDATE,
+         "model_runner_writable_paths"),
+    Case("registry-any", "network_policy", {"network_policy_model_registry_cidrs": ["any"]}, VALIDATE,
+         "network_policy_model_registry_cidrs"),
+    Case("registry-port-70000", "network_policy", {"network_policy_model_registry_ports": [70000]}, VALIDATE,
+         "network_policy_model_registry_ports"),
+    Case("frontend-from-not-a-peer", "network_policy", {"network_policy_frontend_from": [{"namespace": "ingress"}]},
+         VALIDATE, "network_policy_frontend_from"),
+    Case("network-policy-state", "network_policy", {"network_policy_state": "enabled"}, ARGSPEC,
+         "network_policy_state"),
 ]
 
 CHATBOT_NO_DOCKER = {"chatbot_image_load_enabled": False, "config_secret_version": "1"}
