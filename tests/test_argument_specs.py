@@ -183,6 +183,20 @@ BAD = [
          VALIDATE, "network_policy_frontend_from"),
     Case("network-policy-state", "network_policy", {"network_policy_state": "enabled"}, ARGSPEC,
          "network_policy_state"),
+    # The ML ecosystem roles.
+    Case("mlflow-port-0", "mlflow", {"mlflow_port": 0}, VALIDATE, "mlflow_port"),
+    Case("mlflow-storage-5GB", "mlflow", {"mlflow_storage_size": "5GB"}, VALIDATE, "mlflow_storage_size"),
+    Case("kserve-version-latest", "kserve", {"kserve_version": "latest"}, VALIDATE, "kserve_version"),
+    Case("kserve-sample-user-name", "kserve", {"kserve_sample_run_as_user": "ray"}, ARGSPEC, "kserve_sample_run_as_user"),
+    Case("kubeflow-version-master", "kubeflow", {"kubeflow_version": "master"}, VALIDATE, "kubeflow_version"),
+    Case(
+        "ray-submitter-memory-200MB",
+        "kuberay",
+        {"kuberay_submitter_resources": {"requests": {"cpu": "500m", "memory": "200MB"},
+                                         "limits": {"cpu": "1", "memory": "1Gi"}}},
+        VALIDATE,
+        "kuberay_submitter_resources",
+    ),
 ]
 
 CHATBOT_NO_DOCKER = {"chatbot_image_load_enabled": False, "config_secret_version": "1"}
