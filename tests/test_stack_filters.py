@@ -187,3 +187,39 @@ def test_k8s_preview_names_each_object_and_never_shows_a_secret_value():
     full = preview([cm, secret], True)
     assert len(full) == 4 and "A: '1'" in full[1]
     assert "ANTHROPIC_API_KEY: <hidden>" in full[3] and "c2stYW50" not in "".join(full)
+
+
+# --- k8s_forbidden, k8s_forbidden_reason (plugins/filter/k8s_applicable.py) ---------------
+
+K8S = _load("k8s_applicable")
+# What kubernetes.core.k8s_info reported for a ServiceAccount without rights (simulated cluster's
+# API server, kubernetes.core 6.2.0): the response body quoted, its quotes escaped.
+FORBIDDEN_MSG = (
+    "Exception '403\nReason: Forbidden\nHTTP response body: {\"kind\":\"Status\",\"status\":\"Failure\","
+    "\"message\":\"apiservices.apiregistration.k8s.io \\\"v1beta1.metrics.k8s.io\\\" is forbidden: "
+    "User \\\"system:serviceaccount:ns:deployer\\\" cannot get resource \\\"apiservices\\\" in API group "
+    "\\\"apiregistration.k8s.io\\\" at the cluster scope\",\"reason\":\"Forbidden\",\"code\":403}\n' raised"
+)
+
+
+@pytest.mark.parametrize("result, expected", [
+    ({"msg": FORBIDDEN_MSG}, True),
+    ({"msg": "Failed to patch object: (403) Reason: Forbidden"}, True),
+    ({"status": 403, "msg": ""}, True),
+    ({"msg": "Max retries exceeded with url: /version (Caused by NewConnectionError('Connection refused'))"}, False),
+    ({"msg": "Failed to create object: (422) Reason: Unprocessable Entity"}, False),
+    ("nodes is forbidden: User \"bob\" cannot list resource \"nodes\"", True),
+    (None, False),
+])
+def test_k8s_forbidden_tells_a_refusal_from_other_failures(result, expected):
+    assert K8S.k8s_forbidden(result) is expected
+
+
+def test_k8s_forbidden_reason_is_the_api_servers_sentence_unescaped():
+    assert K8S.k8s_forbidden_reason({"msg": FORBIDDEN_MSG}) == (
+        'User "system:serviceaccount:ns:deployer" cannot get resource "apiservices" in API group '
+        '"apiregistration.k8s.io" at the cluster scope')
+    namespaced = 'namespaces "x" is forbidden: User "bob" cannot patch resource "namespaces" in API group "" in the namespace "x"'
+    assert K8S.k8s_forbidden_reason(namespaced).endswith('in the namespace "x"')
+    assert K8S.k8s_forbidden_reason({"msg": "connection refused"}) == ""
+    assert "k8s_forbidden_reason" in K8S.FilterModule().filters()

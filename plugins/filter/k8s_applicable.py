@@ -10,7 +10,15 @@ role's objects in as few kubernetes.core calls as possible (the core roles).
 - ``k8s_preview(docs, diff_mode)``: what a real run would create, for check mode before the
   namespace exists (the API server cannot dry-run objects in it): one line per object, and with
   ``--diff`` the object as YAML; a Secret shows its keys, never its values.
+- ``k8s_forbidden(result)``: whether a failed kubernetes.core result (or its message) is the API
+  server's 403 Forbidden; ``k8s_forbidden_reason(result)``: the API server's own sentence, such as
+  ``User "alice" cannot get resource "apiservices" in API group "apiregistration.k8s.io" at the
+  cluster scope`` ('' if none). roles/ai_stack/tasks/forbidden.yml turns them into one line.
 """
+import re
+
+_FORBIDDEN = re.compile(r"\(403\)|\bForbidden\b|\bis forbidden:|status: 403|'status': 403|^Exception '403\b")
+_REASON = re.compile(r'[Uu]ser "[^"]*" cannot .*?(?:at the cluster scope|in the namespace "[^"]*")')
 
 
 def k8s_applicable(docs, apis, namespaces=None):
@@ -112,9 +120,34 @@ def k8s_preview(docs, diff_mode=False):
     return lines
 
 
+def k8s_forbidden(result):
+    """True when a failed kubernetes.core result (dict) or message (str) is a 403 Forbidden.
+
+    kubernetes.core reports it in ``msg`` (``Failed to ...: (403) Reason: Forbidden``) or, for
+    apply, in ``error``/``status``; a message such as ``nodes is forbidden: User "x" cannot list
+    ...`` comes from the API server's status text."""
+    if isinstance(result, dict):
+        if result.get("status") == 403 or result.get("error") == 403:
+            return True
+        text = " ".join(str(result.get(k, "")) for k in ("msg", "reason", "body", "error"))
+    else:
+        text = str(result or "")
+    return bool(_FORBIDDEN.search(text))
+
+
+def k8s_forbidden_reason(result):
+    """The API server's "User ... cannot ..." sentence in a failed result or message, else ''.
+
+    kubernetes.core quotes the response body, so its quotes arrive escaped (\\")."""
+    text = result.get("msg", "") if isinstance(result, dict) else str(result or "")
+    m = _REASON.search(str(text).replace('\\"', '"'))
+    return m.group(0) if m else ""
+
+
 class FilterModule:
     """Which manifests the API server can take now."""
 
     def filters(self):
         return {"k8s_applicable": k8s_applicable, "k8s_plan": k8s_plan, "k8s_label_namespaces": k8s_label_namespaces,
-                "k8s_batches": k8s_batches, "k8s_applied": k8s_applied, "k8s_preview": k8s_preview}
+                "k8s_batches": k8s_batches, "k8s_applied": k8s_applied, "k8s_preview": k8s_preview,
+                "k8s_forbidden": k8s_forbidden, "k8s_forbidden_reason": k8s_forbidden_reason}
