@@ -223,3 +223,31 @@ def test_k8s_forbidden_reason_is_the_api_servers_sentence_unescaped():
     assert K8S.k8s_forbidden_reason(namespaced).endswith('in the namespace "x"')
     assert K8S.k8s_forbidden_reason({"msg": "connection refused"}) == ""
     assert "k8s_forbidden_reason" in K8S.FilterModule().filters()
+
+
+@pytest.mark.parametrize("msg, reason", [
+    ("Failed to get client due to HTTPSConnectionPool(host='127.0.0.1', port=32764): Max retries exceeded with url: "
+     "/version (Caused by NewConnectionError('<urllib3.connection.HTTPSConnection object>: Failed to establish a new "
+     "connection: [Errno 111] Connection refused'))", "connection refused"),
+    ("Value of unknown type: <class 'urllib3.exceptions.NewConnectionError'>", "no connection"),
+    ("('Connection aborted.', RemoteDisconnected('Remote end closed connection without response'))", "connection reset"),
+    ("HTTPSConnectionPool(host='x', port=6443): Read timed out. (read timeout=20)", "timed out"),
+    ('"Deployment" "go-backend": Timed out waiting on resource', ""),
+    ("Failed to create object: (422) Reason: Unprocessable Entity", ""),
+    (FORBIDDEN_MSG, ""),
+])
+def test_k8s_unreachable_names_why_the_server_did_not_answer(msg, reason):
+    assert K8S.k8s_unreachable({"msg": msg}) == reason
+
+
+def test_a_failed_loop_is_judged_by_its_failed_items():
+    loop = {"failed": True, "msg": "One or more items failed", "results": [
+        {"failed": False, "msg": ""},
+        {"failed": True, "msg": FORBIDDEN_MSG},
+    ]}
+    assert K8S.k8s_forbidden(loop) and K8S.k8s_forbidden_reason(loop).startswith('User "system:serviceaccount')
+    assert K8S.k8s_failed_msg(loop) == FORBIDDEN_MSG
+    refused = {"failed": True, "msg": "One or more items failed", "results": [
+        {"failed": True, "msg": "Max retries exceeded (Caused by NewConnectionError('... Connection refused'))"}]}
+    assert K8S.k8s_unreachable(refused) == "connection refused" and not K8S.k8s_forbidden(refused)
+    assert K8S.k8s_failed_msg({"msg": "plain"}) == "plain"

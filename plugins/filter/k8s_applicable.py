@@ -13,7 +13,10 @@ role's objects in as few kubernetes.core calls as possible (the core roles).
 - ``k8s_forbidden(result)``: whether a failed kubernetes.core result (or its message) is the API
   server's 403 Forbidden; ``k8s_forbidden_reason(result)``: the API server's own sentence, such as
   ``User "alice" cannot get resource "apiservices" in API group "apiregistration.k8s.io" at the
-  cluster scope`` ('' if none). roles/ai_stack/tasks/forbidden.yml turns them into one line.
+  cluster scope`` ('' if none); ``k8s_unreachable(result)``: when the API server did not answer
+  (connection refused, reset, timed out), a short reason such as ``connection refused``, else '';
+  ``k8s_failed_msg(result)``: the message of a failed result or of its first failed loop item.
+  roles/ai_stack/tasks/api_error.yml turns them into one line.
 """
 import re
 
@@ -120,6 +123,17 @@ def k8s_preview(docs, diff_mode=False):
     return lines
 
 
+def _failed_text(result, keys=("msg", "reason", "body", "error", "exception")):
+    """The text of a failed result: its own keys, and those of its failed loop items."""
+    if not isinstance(result, dict):
+        return str(result or "")
+    parts = [str(result.get(k, "")) for k in keys]
+    for item in result.get("results") or []:
+        if isinstance(item, dict) and item.get("failed"):
+            parts += [str(item.get(k, "")) for k in keys]
+    return " ".join(parts)
+
+
 def k8s_forbidden(result):
     """True when a failed kubernetes.core result (dict) or message (str) is a 403 Forbidden.
 
@@ -127,21 +141,55 @@ def k8s_forbidden(result):
     apply, in ``error``/``status``; a message such as ``nodes is forbidden: User "x" cannot list
     ...`` comes from the API server's status text."""
     if isinstance(result, dict):
-        if result.get("status") == 403 or result.get("error") == 403:
+        items = [result] + [i for i in result.get("results") or [] if isinstance(i, dict) and i.get("failed")]
+        if any(i.get("status") == 403 or i.get("error") == 403 for i in items):
             return True
-        text = " ".join(str(result.get(k, "")) for k in ("msg", "reason", "body", "error"))
-    else:
-        text = str(result or "")
-    return bool(_FORBIDDEN.search(text))
+    return bool(_FORBIDDEN.search(_failed_text(result)))
 
 
 def k8s_forbidden_reason(result):
     """The API server's "User ... cannot ..." sentence in a failed result or message, else ''.
 
     kubernetes.core quotes the response body, so its quotes arrive escaped (\\")."""
-    text = result.get("msg", "") if isinstance(result, dict) else str(result or "")
-    m = _REASON.search(str(text).replace('\\"', '"'))
+    m = _REASON.search(_failed_text(result, ("msg",)).replace('\\"', '"'))
     return m.group(0) if m else ""
+
+
+_UNREACHABLE = [
+    (re.compile(r"Connection refused|ConnectionRefusedError", re.I), "connection refused"),
+    (re.compile(r"Connection reset|RemoteDisconnected|ProtocolError|Connection aborted", re.I), "connection reset"),
+    # Not "Timed out waiting on resource": that is a wait that ran out, with the server answering.
+    (re.compile(r"ReadTimeoutError|ConnectTimeoutError|Read timed out|Connect timeout|connection timed out", re.I),
+     "timed out"),
+    (re.compile(r"NewConnectionError|Max retries exceeded|Failed to establish a new connection"
+                r"|Name or service not known|No route to host", re.I), "no connection"),
+]
+
+
+def k8s_unreachable(result):
+    """Why a failed kubernetes.core result says the API server did not answer, or ''.
+
+    The client's urllib3 errors reach the message as text (``Max retries exceeded ... (Caused by
+    NewConnectionError(... Connection refused))``, or ``Value of unknown type: <class
+    'urllib3.exceptions.NewConnectionError'>``); a wait whose server went away fails the same way."""
+    text = _failed_text(result, ("msg", "exception", "error"))
+    if k8s_forbidden(result):
+        return ""
+    for pattern, reason in _UNREACHABLE:
+        if pattern.search(text):
+            return reason
+    return ""
+
+
+def k8s_failed_msg(result):
+    """The message of a failed result, or of its first failed loop item (a loop's own msg is only
+    "One or more items failed")."""
+    if not isinstance(result, dict):
+        return str(result or "")
+    for item in result.get("results") or []:
+        if isinstance(item, dict) and item.get("failed") and item.get("msg"):
+            return str(item["msg"])
+    return str(result.get("msg") or "unknown error")
 
 
 class FilterModule:
@@ -150,4 +198,5 @@ class FilterModule:
     def filters(self):
         return {"k8s_applicable": k8s_applicable, "k8s_plan": k8s_plan, "k8s_label_namespaces": k8s_label_namespaces,
                 "k8s_batches": k8s_batches, "k8s_applied": k8s_applied, "k8s_preview": k8s_preview,
-                "k8s_forbidden": k8s_forbidden, "k8s_forbidden_reason": k8s_forbidden_reason}
+                "k8s_forbidden": k8s_forbidden, "k8s_forbidden_reason": k8s_forbidden_reason,
+                "k8s_unreachable": k8s_unreachable, "k8s_failed_msg": k8s_failed_msg}

@@ -7,6 +7,8 @@ The command line, run with tools/ on PYTHONPATH (`make cluster-up` does):
   python -m testcluster status   # exit 0 if up and healthy
   python -m testcluster env      # print export lines (KUBECONFIG, K8S_AUTH_*)
   python -m testcluster down     # delete cluster, stop all processes
+  python -m testcluster stop     # stop the control plane (the API server goes away; for fault tests)
+  python -m testcluster start    # start it again and wait until healthy
 
 Environment:
   AI_STACK_TESTCLUSTER_CACHE  build cache (default ~/.cache/ai-stack-testcluster)
@@ -55,6 +57,16 @@ def cmd_status(_args) -> int:
     return 0 if ok else 1
 
 
+def cmd_stop(_args) -> int:
+    cluster.control_plane("stop")
+    return 0
+
+
+def cmd_start(_args) -> int:
+    cluster.control_plane("start")
+    return 0
+
+
 def cmd_env(_args) -> int:
     for name, value in cluster.env().items():
         print(f"export {name}={value}")
@@ -64,7 +76,7 @@ def cmd_env(_args) -> int:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="testcluster", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
-    for name in ("build", "plan", "up", "down", "status", "env"):
+    for name in ("build", "plan", "up", "down", "stop", "start", "status", "env"):
         sub.add_parser(name)
     args = p.parse_args(argv)
     return {
@@ -73,5 +85,7 @@ def main(argv=None) -> int:
         "up": cmd_up,
         "down": cmd_down,
         "status": cmd_status,
+        "stop": cmd_stop,
+        "start": cmd_start,
         "env": cmd_env,
     }[args.cmd](args)

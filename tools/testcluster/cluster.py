@@ -185,6 +185,27 @@ def up() -> None:
     print_summary(t0)
 
 
+def control_plane(action: str) -> None:
+    """`stop` or `start` the cluster's components (kwokctl stop/start cluster): the API server
+    goes away and comes back with its data, for the fault tests. The provisioner outside kwokctl
+    keeps running and reconnects."""
+    if action not in ("stop", "start"):
+        die(f"unknown control-plane action {action}")
+    r = subprocess.run([str(pinned_binary("kwokctl")), action, "cluster", f"--name={CLUSTER_NAME}"],
+                       env=kwok_env(), capture_output=True, text=True)
+    if r.returncode != 0:
+        die(f"kwokctl {action} cluster failed: {r.stderr.strip()}")
+    if action == "start":
+        for _ in range(120):
+            ok, why = health()
+            if ok:
+                break
+            time.sleep(0.5)
+        else:
+            die(f"the cluster did not come back after start: {why}")
+    log(f"control plane {action}ped" if action == "stop" else "control plane started and healthy")
+
+
 def down() -> None:
     """Delete the cluster, stop every process it started, remove the runtime files."""
     t0 = time.monotonic()
