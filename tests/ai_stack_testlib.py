@@ -58,6 +58,16 @@ def load_yaml(path: Path):
     return yaml.safe_load(path.read_text())
 
 
+def flat_tasks(tasks) -> list[dict]:
+    """A task list with the tasks of every block, rescue and always section in line."""
+    out = []
+    for task in tasks or []:
+        out.append(task)
+        for section in ("block", "rescue", "always"):
+            out += flat_tasks(task.get(section))
+    return out
+
+
 def render_vars() -> dict:
     """The play variables of tests/render.yml."""
     return load_yaml(TESTS / "render.yml")[0]["vars"]
