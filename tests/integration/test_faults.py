@@ -1,4 +1,4 @@
-"""Faults: the API server goes away in the middle of a run.
+"""Faults: the API server goes away in the middle of a run; a run is interrupted.
 
 SIMULATION: the simulated cluster's control plane (kwokctl) is stopped once the run has created
 the stack's claim, and started again after the run has ended; KWOK plays the pods. The run must
@@ -6,6 +6,8 @@ end with one line that names the API server (not a urllib3 exception blamed on s
 and a re-run must converge, with a third run changing nothing.
 """
 
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -61,3 +63,73 @@ def test_api_server_stopped_mid_run_says_so_and_a_rerun_converges(kube, temp_nam
     third = run_playbook("site.yml", *NO_DOCKER, "-e", f"ai_stack_namespace={ns}",
                          api_key=api_key, extra_env=env, timeout=600)
     assert third.rc == 0 and not third.changed, third.describe()
+
+
+def start_site(ns: str, api_key: str) -> subprocess.Popen:
+    env = cluster_env()
+    args = ["site.yml", "-e", f"cluster_expected_context={env['K8S_AUTH_CONTEXT']}", *NO_DOCKER,
+            "-e", f"ai_stack_namespace={ns}"]
+    # A session of its own: the signal reaches ansible-playbook and its workers, as from a terminal.
+    return subprocess.Popen([str(BIN / "ansible-playbook"), *args], cwd=ROOT, env=ansible_env(api_key, env),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+def kill_when(proc: subprocess.Popen, ready, sig: int, what: str) -> None:
+    deadline = time.monotonic() + 240
+    try:
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, f"the run ended before {what} appeared"
+            if ready():
+                os.killpg(proc.pid, sig)
+                proc.wait(timeout=120)
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"{what} never appeared")
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def test_deploy_interrupted_at_several_points_then_converges(kube, temp_namespace, api_key):
+    """SIGINT once the namespace exists, SIGKILL once the claim exists, SIGKILL while the model
+    runner's Deployment is being waited for; then a run converges, the next changes nothing, and
+    the claim is the one the first run made (same uid and volume). SIMULATION: KWOK plays the pods,
+    so the volume holds no file to compare; on kind the claim's identity is what keeps the data."""
+    ns = temp_namespace
+    namespaces = kube.resources.get(api_version="v1", kind="Namespace")
+    claims = kube.resources.get(api_version="v1", kind="PersistentVolumeClaim")
+    deployments = kube.resources.get(api_version="apps/v1", kind="Deployment")
+
+    kill_when(start_site(ns, api_key), lambda: ns in [n.metadata.name for n in namespaces.get().items],
+              signal.SIGINT, "the namespace")
+    kill_when(start_site(ns, api_key), lambda: bool(claims.get(namespace=ns).items), signal.SIGKILL, "the claim")
+    first_claim = claims.get(namespace=ns).items[0]
+    kill_when(start_site(ns, api_key), lambda: bool(deployments.get(namespace=ns).items), signal.SIGKILL,
+              "a Deployment")
+
+    env = cluster_env()
+    again = run_playbook("site.yml", *NO_DOCKER, "-e", f"ai_stack_namespace={ns}", api_key=api_key,
+                         extra_env=env, timeout=600)
+    assert again.rc == 0, again.describe()
+    third = run_playbook("site.yml", *NO_DOCKER, "-e", f"ai_stack_namespace={ns}", api_key=api_key,
+                         extra_env=env, timeout=600)
+    assert third.rc == 0 and not third.changed, third.describe()
+    claim = claims.get(namespace=ns, name=first_claim.metadata.name)
+    assert claim.metadata.uid == first_claim.metadata.uid
+    assert claim.status.phase == "Bound"
+    assert claim.spec.volumeName == (first_claim.spec.volumeName or claim.spec.volumeName)
+
+    # Cleanup interrupted once the namespace is being deleted, then run again: nothing is left,
+    # and another cleanup changes nothing.
+    cleanup = subprocess.Popen(
+        [str(BIN / "ansible-playbook"), "playbooks/cleanup.yml", "-e", f"ai_stack_namespace={ns}"], cwd=ROOT,
+        env=ansible_env(api_key, env), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    kill_when(cleanup, lambda: any(n.metadata.name == ns and n.metadata.deletionTimestamp
+                                   for n in namespaces.get().items), signal.SIGKILL, "the namespace's deletion")
+    for attempt in ("again", "once more"):
+        done = run_playbook("playbooks/cleanup.yml", "-e", f"ai_stack_namespace={ns}", api_key=api_key,
+                            extra_env=env, timeout=600)
+        assert done.rc == 0, f"cleanup {attempt}: {done.describe()}"
+        assert ns not in [n.metadata.name for n in namespaces.get().items]
+    assert not done.changed, done.describe()
