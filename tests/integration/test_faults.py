@@ -74,7 +74,23 @@ def start_site(ns: str, api_key: str) -> subprocess.Popen:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
 
 
-def kill_when(proc: subprocess.Popen, ready, sig: int, what: str) -> None:
+def kill_strays(marker: str) -> None:
+    """SIGKILL every process whose command line holds ``marker`` (the test's namespace). Ansible
+    runs each task in a worker that starts a session of its own, so a worker outlives a main
+    process killed with SIGKILL (as after a user's `kill -9`) and would go on with its module."""
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmdline = f.read().decode(errors="replace")
+            if marker in cmdline:
+                os.kill(int(pid), signal.SIGKILL)
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            pass
+
+
+def kill_when(proc: subprocess.Popen, ready, sig: int, what: str, marker: str) -> None:
     deadline = time.monotonic() + 240
     try:
         while time.monotonic() < deadline:
@@ -89,6 +105,7 @@ def kill_when(proc: subprocess.Popen, ready, sig: int, what: str) -> None:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+        kill_strays(marker)
 
 
 def test_deploy_interrupted_at_several_points_then_converges(kube, temp_namespace, api_key):
@@ -102,11 +119,11 @@ def test_deploy_interrupted_at_several_points_then_converges(kube, temp_namespac
     deployments = kube.resources.get(api_version="apps/v1", kind="Deployment")
 
     kill_when(start_site(ns, api_key), lambda: ns in [n.metadata.name for n in namespaces.get().items],
-              signal.SIGINT, "the namespace")
-    kill_when(start_site(ns, api_key), lambda: bool(claims.get(namespace=ns).items), signal.SIGKILL, "the claim")
+              signal.SIGINT, "the namespace", ns)
+    kill_when(start_site(ns, api_key), lambda: bool(claims.get(namespace=ns).items), signal.SIGKILL, "the claim", ns)
     first_claim = claims.get(namespace=ns).items[0]
     kill_when(start_site(ns, api_key), lambda: bool(deployments.get(namespace=ns).items), signal.SIGKILL,
-              "a Deployment")
+              "a Deployment", ns)
 
     env = cluster_env()
     again = run_playbook("site.yml", *NO_DOCKER, "-e", f"ai_stack_namespace={ns}", api_key=api_key,
@@ -126,7 +143,7 @@ def test_deploy_interrupted_at_several_points_then_converges(kube, temp_namespac
         [str(BIN / "ansible-playbook"), "playbooks/cleanup.yml", "-e", f"ai_stack_namespace={ns}"], cwd=ROOT,
         env=ansible_env(api_key, env), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     kill_when(cleanup, lambda: any(n.metadata.name == ns and n.metadata.deletionTimestamp
-                                   for n in namespaces.get().items), signal.SIGKILL, "the namespace's deletion")
+                                   for n in namespaces.get().items), signal.SIGKILL, "the namespace's deletion", ns)
     for attempt in ("again", "once more"):
         done = run_playbook("playbooks/cleanup.yml", "-e", f"ai_stack_namespace={ns}", api_key=api_key,
                             extra_env=env, timeout=600)
