@@ -22,7 +22,7 @@ KINDCLUSTER := PYTHONPATH=$(abspath tools) $(BIN)/python -m kindcluster
 # KEEP_CLUSTER=1 leaves the test clusters running after `make test`.
 KEEP_CLUSTER ?=
 
-.PHONY: help venv deploy test bench lint unit molecule-kind molecule-sim integration test-kind test-sim \
+.PHONY: help venv deploy test bench lint unit molecule-kind molecule-sim integration kind-integration test-kind test-sim \
 	cluster-up cluster-down cluster-build kind-up kind-down kind-build clean
 
 help:
@@ -81,14 +81,19 @@ molecule-sim: venv
 
 integration: venv
 	K8S_AUTH_KUBECONFIG=$(TESTCLUSTER_KUBECONFIG) K8S_AUTH_CONTEXT=$(TESTCLUSTER_CONTEXT) \
-	  $(BIN)/python -m pytest -q tests/integration
+	  $(BIN)/python -m pytest -q tests/integration --ignore=tests/integration/kind
+
+# Integration tests that need real containers, volumes and nodes (the kind cluster must be up).
+kind-integration: venv
+	K8S_AUTH_KUBECONFIG=$(abspath .kindcluster/kubeconfig) K8S_AUTH_CONTEXT=kind-desktop \
+	  $(BIN)/python -m pytest -q tests/integration/kind
 
 # Each starts its cluster unless it is up, and stops it afterwards unless KEEP_CLUSTER=1
 # or it was already running. kind-down fails if anything of the cluster is left behind.
 test-kind: venv
 	@started=0; \
 	if ! $(KINDCLUSTER) status >/dev/null 2>&1; then $(KINDCLUSTER) up || exit 1; started=1; fi; \
-	rc=0; $(MAKE) molecule-kind || rc=$$?; \
+	rc=0; $(MAKE) molecule-kind kind-integration || rc=$$?; \
 	if [ $$started = 1 ] && [ -z "$(KEEP_CLUSTER)" ]; then $(KINDCLUSTER) down || rc=1; fi; \
 	exit $$rc
 

@@ -14,8 +14,10 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -368,3 +370,50 @@ def container(obj: dict, name: str) -> dict:
 def env_of(c: dict) -> dict:
     """Container env as {name: value or valueFrom}."""
     return {e["name"]: e.get("value", e.get("valueFrom")) for e in c.get("env", [])}
+
+
+# --- interrupted runs ------------------------------------------------------------------
+
+
+def kill_strays(marker: str) -> None:
+    """SIGKILL every process whose command line holds ``marker`` (the test's namespace). Ansible
+    runs each task in a worker that starts a session of its own, so a worker outlives a main
+    process killed with SIGKILL (as after a user's `kill -9`) and would go on with its module."""
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmdline = f.read().decode(errors="replace")
+            if marker in cmdline:
+                os.kill(int(pid), signal.SIGKILL)
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            pass
+
+
+def start_playbook(playbook: str, *args: str, api_key: str, extra_env: dict) -> subprocess.Popen:
+    """ansible-playbook in a session of its own, output discarded: a signal sent to the session
+    reaches the run and its workers, as from a terminal (kill_when)."""
+    argv = [playbook, "-e", f"cluster_expected_context={extra_env['K8S_AUTH_CONTEXT']}", *args]
+    return subprocess.Popen([str(BIN / "ansible-playbook"), *argv], cwd=ROOT, env=ansible_env(api_key, extra_env),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+def kill_when(proc: subprocess.Popen, ready, sig: int, what: str, marker: str) -> None:
+    """Send ``sig`` to the run's session once ``ready()`` is true (polled); then make sure no
+    process of the run is left (``marker``: a string only its command lines hold)."""
+    deadline = time.monotonic() + 240
+    try:
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, f"the run ended before {what} appeared"
+            if ready():
+                os.killpg(proc.pid, sig)
+                proc.wait(timeout=120)
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"{what} never appeared")
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        kill_strays(marker)

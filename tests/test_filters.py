@@ -73,7 +73,8 @@ KIND = [
 
 
 def test_filters_are_registered():
-    assert set(cf.FilterModule().filters()) == {"k8s_quantity", "capacity_report", "merge_workloads", "node_summary"}
+    assert set(cf.FilterModule().filters()) == {"k8s_quantity", "capacity_report", "merge_workloads", "node_summary",
+                                                  "volumes_on_nodes"}
 
 
 @pytest.mark.parametrize(
@@ -270,3 +271,23 @@ def test_loading_a_filter_plugin_imports_no_heavy_module(plugin):
 def test_quantities_still_parse_with_the_client():
     assert cf.k8s_quantity("500m") == 0.5
     assert cf.k8s_quantity("4Gi") == 4 * GI
+
+
+def _pv(name, ns, claim, hosts, modes=("ReadWriteOnce",)):
+    affinity = {"required": {"nodeSelectorTerms": [{"matchExpressions": [
+        {"key": "kubernetes.io/hostname", "operator": "In", "values": list(hosts)}]}]}} if hosts else None
+    return {"metadata": {"name": name},
+            "spec": {"claimRef": {"namespace": ns, "name": claim}, "accessModes": list(modes),
+                     **({"nodeAffinity": affinity} if affinity else {})}}
+
+
+def test_volumes_on_nodes():
+    pvs = [_pv("pvc-1", "ai-app", "models", ["worker2"]),
+           _pv("pvc-2", "ai-app", "other", ["worker"]),          # on a node that is up
+           _pv("pvc-3", "elsewhere", "models", ["worker2"]),     # another namespace
+           _pv("pvc-4", "ai-app", "nfs", []),                    # network volume: any node
+           _pv("pvc-5", "ai-app", "both", ["worker", "worker2"])]  # still mountable on worker
+    assert cf.volumes_on_nodes(pvs, ["worker2"], "ai-app") == [
+        {"claim": "models", "volume": "pvc-1", "access_modes": "ReadWriteOnce", "nodes": ["worker2"]}]
+    assert cf.volumes_on_nodes(pvs, [], "ai-app") == []
+    assert cf.volumes_on_nodes(None, ["worker2"], "ai-app") == []

@@ -23,7 +23,8 @@ GOOD = {"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"cpu": "1", "m
 
 def test_every_filter_is_registered():
     assert set(stack.FilterModule().filters()) == {
-        "resources_errors", "probe_errors", "image_errors", "data_checksum", "retries", "tags_select", "roles_for_tags"}
+        "resources_errors", "probe_errors", "image_errors", "data_checksum", "retries", "tags_select", "roles_for_tags",
+        "hpa_scale_out_reason"}
     assert "merge_workloads" in cluster.FilterModule().filters()
 
 
@@ -251,3 +252,39 @@ def test_a_failed_loop_is_judged_by_its_failed_items():
         {"failed": True, "msg": "Max retries exceeded (Caused by NewConnectionError('... Connection refused'))"}]}
     assert K8S.k8s_unreachable(refused) == "connection refused" and not K8S.k8s_forbidden(refused)
     assert K8S.k8s_failed_msg({"msg": "plain"}) == "plain"
+
+
+_HPA_SPEC = {"metrics": [{"type": "Resource", "resource": {"name": "cpu",
+                                                          "target": {"type": "Utilization", "averageUtilization": 70}}}]}
+
+
+def test_hpa_scale_out_reason_names_the_false_condition():
+    hpa = {"spec": _HPA_SPEC, "status": {"conditions": [
+        {"type": "AbleToScale", "status": "True", "reason": "SucceededGetScale"},
+        {"type": "ScalingActive", "status": "False", "reason": "FailedGetResourceMetric",
+         "message": "the HPA was unable to compute the replica count: failed to get cpu utilization"}]}}
+    reason = stack.hpa_scale_out_reason(hpa)
+    assert reason.startswith("ScalingActive is False (FailedGetResourceMetric: the HPA was unable")
+    assert "metrics-server" in reason and "{" not in reason
+
+
+def test_hpa_scale_out_reason_without_a_target():
+    hpa = {"status": {"conditions": [{"type": "AbleToScale", "status": "False", "reason": "FailedGetScale",
+                                      "message": 'deployments/scale.apps "go-backend" not found'}]}}
+    assert stack.hpa_scale_out_reason(hpa) == (
+        'AbleToScale is False (FailedGetScale: deployments/scale.apps "go-backend" not found); the HPA cannot read '
+        "or change its target's scale (is the Deployment there?)")
+
+
+def test_hpa_scale_out_reason_gives_the_cpu_against_the_target():
+    hpa = {"spec": _HPA_SPEC, "status": {"currentReplicas": 1, "conditions": [
+        {"type": "ScalingActive", "status": "True"}], "currentMetrics": [
+        {"type": "Resource", "resource": {"name": "cpu", "current": {"averageUtilization": 12, "averageValue": "6m"}}}]}}
+    reason = stack.hpa_scale_out_reason(hpa)
+    assert reason.startswith("the load kept cpu at 12 % of requests, under the 70 % target, with 1 replica(s)")
+    assert "autoscaling_loadtest_parallelism" in reason
+
+
+@pytest.mark.parametrize("hpa", [None, {}, {"status": {}}, {"spec": _HPA_SPEC, "status": {"currentMetrics": None}}])
+def test_hpa_scale_out_reason_without_status(hpa):
+    assert stack.hpa_scale_out_reason(hpa).startswith("the HPA reports no current metrics yet")

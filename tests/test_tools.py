@@ -258,3 +258,23 @@ def test_deploy_profile_turns_on_the_task_timer(monkeypatch, profile):
     (cmd, env), = calls
     assert cmd[-2:] == ["--tags", "chatbot"] and "site.yml" in cmd
     assert ("ansible.posix.profile_tasks" in env.get("ANSIBLE_CALLBACKS_ENABLED", "")) is profile
+
+
+def test_testrun_finds_the_key_and_its_base64_in_logs(tmp_path, monkeypatch):
+    import testrun
+
+    monkeypatch.setattr(testrun, "REPO", tmp_path)
+    clean, raw, encoded = (tmp_path / name for name in ("clean.log", "raw.log", "encoded.log"))
+    clean.write_text("ok\nANTHROPIC_API_KEY: ********\n")
+    raw.write_text("a\nvalue: sk-ant-test-abc\n")
+    encoded.write_text("data:\n  ANTHROPIC_API_KEY: c2stYW50LXRlc3QtYWJj\n")
+    assert testrun.leaks("sk-ant-test-abc", [clean]) == []
+    assert testrun.leaks("sk-ant-test-abc", [raw, encoded]) == ["raw.log:2: the key", "encoded.log:2: its base64 form"]
+
+
+def test_kind_config_shortens_node_failure_handling_and_is_compared():
+    cfg = json.loads(cluster.kind_config(False))
+    patch = json.loads(cfg["kubeadmConfigPatches"][0])
+    assert patch["kind"] == "ClusterConfiguration"
+    assert patch["controllerManager"]["extraArgs"] == {"node-monitor-grace-period": "20s"}
+    assert patch["apiServer"]["extraArgs"]["default-unreachable-toleration-seconds"] == "10"

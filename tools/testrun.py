@@ -5,10 +5,12 @@
      kind cluster and the simulated one (logs in .test-logs/), unless they are up already;
   2. two streams at the same time, sharing no cluster and no namespace, each starting when its
      cluster is up:
-     - printed as it runs: molecule `default` on kind, kind down (it fails if anything of the
-       cluster is left behind), then tests/integration on the simulated cluster;
+     - printed as it runs (and kept in .test-logs/molecule-kind.log): molecule `default` on kind,
+       tests/integration/kind (faults with real pods and nodes), kind down (it fails if anything
+       of the cluster is left behind), then tests/integration on the simulated cluster;
      - .test-logs/molecule-sim.log, printed at the end: molecule `ecosystem` on the simulated cluster;
-  3. the simulated cluster stops; each phase's time is printed last.
+  3. the simulated cluster stops; molecule's logs are searched for the run's API key (a random
+     one, made here) and its base64 form; each phase's time is printed last.
 
 A cluster that was already running is left running, and so is every cluster with KEEP_CLUSTER=1.
 The make targets it runs (lint, unit, molecule-kind, molecule-sim, integration, kind-up, ...) also
@@ -16,7 +18,9 @@ work alone.
 """
 from __future__ import annotations
 
+import base64
 import os
+import secrets
 import subprocess
 import sys
 import time
@@ -37,6 +41,27 @@ def say(msg: str) -> None:
 def make(*targets: str, log: Path | None = None) -> subprocess.Popen:
     out = open(log, "w") if log else None  # noqa: SIM115 (closed with the process)
     return subprocess.Popen(MAKE + list(targets), cwd=REPO, stdout=out, stderr=subprocess.STDOUT if out else None)
+
+
+def make_tee(*targets: str, log: Path) -> int:
+    """Run make, printing its output as it comes and keeping it in ``log``; its exit status."""
+    with open(log, "w") as out:
+        proc = subprocess.Popen(MAKE + list(targets), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        for chunk in iter(lambda: proc.stdout.readline(), b""):
+            sys.stdout.buffer.write(chunk)
+            sys.stdout.flush()
+            out.write(chunk.decode(errors="replace"))
+        return proc.wait()
+
+
+def leaks(secret: str, logs: list[Path]) -> list[str]:
+    """The logs (with line numbers) that hold ``secret`` or its base64 form (as a Secret's data)."""
+    forms = {secret: "the key", base64.b64encode(secret.encode()).decode(): "its base64 form"}
+    found = []
+    for log in logs:
+        for number, line in enumerate(log.read_text(errors="replace").splitlines(), 1):
+            found += [f"{log.relative_to(REPO)}:{number}: {what}" for form, what in forms.items() if form in line]
+    return found
 
 
 def is_up(cluster: str) -> bool:
@@ -67,6 +92,9 @@ class Phase:
 def main() -> int:
     LOGS.mkdir(exist_ok=True)
     t0 = time.monotonic()
+    # A key of this run only, for molecule's runs to put into their Secret and for the search
+    # of the logs at the end (never the user's own key).
+    api_key = os.environ["ANTHROPIC_API_KEY"] = f"sk-ant-test-{secrets.token_urlsafe(24)}"
     times: list[tuple[str, float]] = []
     started = {c: not is_up(c) for c in CLUSTERS}
     ups = {c: make(CLUSTERS[c][0], log=LOGS / f"{c}-up.log") for c in CLUSTERS if started[c]}
@@ -100,7 +128,9 @@ def main() -> int:
             say("molecule `ecosystem` on the simulated cluster started alongside (log: .test-logs/molecule-sim.log)")
         if wait_up("kind"):
             with Phase(times, "molecule default (kind, real containers)"):
-                rc["molecule default"] = make("molecule-kind").wait()
+                rc["molecule default"] = make_tee("molecule-kind", log=LOGS / "molecule-kind.log")
+            with Phase(times, "integration tests on kind (real pods and nodes)"):
+                rc["integration on kind"] = make("kind-integration").wait()
             if started["kind"] and not KEEP:
                 with Phase(times, "kind down and leftover check"):
                     rc["kind down"] = make("kind-down").wait()
@@ -118,6 +148,12 @@ def main() -> int:
             rc[f"{c} down"] = make(CLUSTERS[c][1], log=LOGS / f"{c}-down.log").wait()
             if rc[f"{c} down"] != 0:
                 show(LOGS / f"{c}-down.log", f"{c} cluster stop failed")
+    molecule_logs = [log for log in (LOGS / "molecule-kind.log", LOGS / "molecule-sim.log") if log.exists()]
+    found = leaks(api_key, molecule_logs)
+    say(f"API key searched for in {', '.join(str(log.relative_to(REPO)) for log in molecule_logs) or 'no log'}: "
+        + ("FOUND in " + "; ".join(found) if found else "not found"))
+    if found:
+        failed.append("the API key in molecule's logs")
     failed += [name for name, code in rc.items() if code != 0]
     for name, seconds in times:
         say(f"{name}: {seconds:.0f} s")

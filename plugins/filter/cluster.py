@@ -179,6 +179,31 @@ def node_summary(nodes):
     return sorted(rows, key=lambda r: r["name"])
 
 
+def volumes_on_nodes(volumes, nodes, namespace):
+    """The PersistentVolumes bound to a claim in ``namespace`` that only the given nodes can
+    mount (a node-local volume: kind's local-path, a hostPath or local volume, any volume whose
+    nodeAffinity names hostnames), as {claim, volume, access_modes, nodes}; a pod using one
+    cannot start anywhere else while those nodes are down."""
+    down = set(nodes)
+    found = []
+    for pv in volumes or []:
+        spec = pv.get("spec") or {}
+        claim = spec.get("claimRef") or {}
+        if claim.get("namespace") != namespace:
+            continue
+        hosts = set()
+        required = ((spec.get("nodeAffinity") or {}).get("required") or {}).get("nodeSelectorTerms") or []
+        for term in required:
+            for expr in term.get("matchExpressions") or []:
+                if expr.get("key") == "kubernetes.io/hostname" and expr.get("operator") == "In":
+                    hosts.update(expr.get("values") or [])
+        if hosts and hosts <= down:
+            found.append({"claim": claim.get("name", ""), "volume": pv["metadata"]["name"],
+                          "access_modes": ", ".join(spec.get("accessModes") or []),
+                          "nodes": sorted(hosts)})
+    return sorted(found, key=lambda v: v["claim"])
+
+
 class FilterModule:
     """Capacity preflight filters."""
 
@@ -188,4 +213,5 @@ class FilterModule:
             "capacity_report": capacity_report,
             "merge_workloads": merge_workloads,
             "node_summary": node_summary,
+            "volumes_on_nodes": volumes_on_nodes,
         }

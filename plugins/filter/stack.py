@@ -120,6 +120,31 @@ def roles_for_tags(roles, run_tags=None, skip_tags=None):
     return [name for name, tags in (roles or {}).items() if tags_select(tags, run_tags, skip_tags)]
 
 
+def hpa_scale_out_reason(hpa):
+    """Why an HPA (autoscaling/v2, as read from the API) did not scale out, in one sentence, from
+    its status: a condition that is False (the metrics API gave nothing, the target is missing),
+    else the CPU it saw against its target; never the raw status."""
+    status = (hpa or {}).get("status") or {}
+    consequence = {"AbleToScale": "the HPA cannot read or change its target's scale (is the Deployment there?)",
+                   "ScalingActive": "without CPU figures from the metrics API (metrics-server, `kubectl top pod`) "
+                                    "an HPA cannot scale"}
+    for cond in status.get("conditions") or []:
+        if cond.get("type") in consequence and cond.get("status") == "False":
+            return (f"{cond['type']} is False ({cond.get('reason', '')}: {cond.get('message', '')}); "
+                    f"{consequence[cond['type']]}")
+    targets = {m["resource"]["name"]: (m["resource"].get("target") or {}).get("averageUtilization")
+               for m in ((hpa or {}).get("spec") or {}).get("metrics") or [] if m.get("type") == "Resource"}
+    for metric in status.get("currentMetrics") or []:
+        current = (metric.get("resource") or {}).get("current") or {}
+        name = (metric.get("resource") or {}).get("name")
+        if name in targets and current.get("averageUtilization") is not None:
+            return (f"the load kept {name} at {current['averageUtilization']} % of requests, under the "
+                    f"{targets[name]} % target, with {status.get('currentReplicas', '?')} replica(s): the load "
+                    "is too light (raise autoscaling_loadtest_parallelism or autoscaling_loadtest_requests)")
+    return ("the HPA reports no current metrics yet (a new HPA needs a minute of metrics; `kubectl describe hpa` "
+            "shows its events)")
+
+
 class FilterModule:
     """Filters shared by the stack's roles."""
 
@@ -132,4 +157,5 @@ class FilterModule:
             "retries": retries,
             "tags_select": tags_select,
             "roles_for_tags": roles_for_tags,
+            "hpa_scale_out_reason": hpa_scale_out_reason,
         }

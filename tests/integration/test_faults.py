@@ -6,14 +6,13 @@ end with one line that names the API server (not a urllib3 exception blamed on s
 and a re-run must converge, with a third run changing nothing.
 """
 
-import os
 import signal
 import subprocess
 import sys
 import time
 
-from ai_stack_testlib import (BIN, ROOT, PlaybookResult, ansible_env, cluster_env, parse_report,
-                              run_playbook)
+from ai_stack_testlib import (BIN, ROOT, PlaybookResult, ansible_env, cluster_env, kill_when,
+                              parse_report, run_playbook, start_playbook)
 
 NO_DOCKER = ("-e", "chatbot_image_load_enabled=false")
 
@@ -66,46 +65,8 @@ def test_api_server_stopped_mid_run_says_so_and_a_rerun_converges(kube, temp_nam
 
 
 def start_site(ns: str, api_key: str) -> subprocess.Popen:
-    env = cluster_env()
-    args = ["site.yml", "-e", f"cluster_expected_context={env['K8S_AUTH_CONTEXT']}", *NO_DOCKER,
-            "-e", f"ai_stack_namespace={ns}"]
-    # A session of its own: the signal reaches ansible-playbook and its workers, as from a terminal.
-    return subprocess.Popen([str(BIN / "ansible-playbook"), *args], cwd=ROOT, env=ansible_env(api_key, env),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-
-
-def kill_strays(marker: str) -> None:
-    """SIGKILL every process whose command line holds ``marker`` (the test's namespace). Ansible
-    runs each task in a worker that starts a session of its own, so a worker outlives a main
-    process killed with SIGKILL (as after a user's `kill -9`) and would go on with its module."""
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit() or int(pid) == os.getpid():
-            continue
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                cmdline = f.read().decode(errors="replace")
-            if marker in cmdline:
-                os.kill(int(pid), signal.SIGKILL)
-        except (FileNotFoundError, ProcessLookupError, PermissionError):
-            pass
-
-
-def kill_when(proc: subprocess.Popen, ready, sig: int, what: str, marker: str) -> None:
-    deadline = time.monotonic() + 240
-    try:
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, f"the run ended before {what} appeared"
-            if ready():
-                os.killpg(proc.pid, sig)
-                proc.wait(timeout=120)
-                return
-            time.sleep(0.1)
-        raise AssertionError(f"{what} never appeared")
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        kill_strays(marker)
+    return start_playbook("site.yml", *NO_DOCKER, "-e", f"ai_stack_namespace={ns}", api_key=api_key,
+                          extra_env=cluster_env())
 
 
 def test_deploy_interrupted_at_several_points_then_converges(kube, temp_namespace, api_key):
@@ -139,9 +100,7 @@ def test_deploy_interrupted_at_several_points_then_converges(kube, temp_namespac
 
     # Cleanup interrupted once the namespace is being deleted, then run again: nothing is left,
     # and another cleanup changes nothing.
-    cleanup = subprocess.Popen(
-        [str(BIN / "ansible-playbook"), "playbooks/cleanup.yml", "-e", f"ai_stack_namespace={ns}"], cwd=ROOT,
-        env=ansible_env(api_key, env), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    cleanup = start_playbook("playbooks/cleanup.yml", "-e", f"ai_stack_namespace={ns}", api_key=api_key, extra_env=env)
     kill_when(cleanup, lambda: any(n.metadata.name == ns and n.metadata.deletionTimestamp
                                    for n in namespaces.get().items), signal.SIGKILL, "the namespace's deletion", ns)
     for attempt in ("again", "once more"):

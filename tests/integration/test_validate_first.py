@@ -42,3 +42,32 @@ def test_bad_input_stops_before_anything_changes(kube, temp_namespace, api_key, 
     message = failure.msg if not failure.censored else ""
     assert failure.censored or variable in message, message
     assert failure.censored or "\n" not in message.strip(), message
+
+
+CLEANUP_CASES = [
+    # (id, extra arguments, the task that refuses, what its message names)
+    ("bad-namespace-name", ("-e", "ai_stack_namespace=Not_A_Name"), "Validate | ", "namespace"),
+    ("other-context", ("-e", "cluster_expected_context=docker-desktop"), "api | Check that it is the expected context",
+     "cluster_expected_context"),
+]
+
+
+@pytest.mark.parametrize("case_id,args,refused_by,named", CLEANUP_CASES, ids=[c[0] for c in CLEANUP_CASES])
+def test_cleanup_checks_input_and_context_before_deleting(kube, temp_namespace, api_key, case_id, args, refused_by,
+                                                          named):
+    """playbooks/cleanup.yml validates first too, and deletes nothing on a cluster other than the
+    one stated: the test's namespace (with a ConfigMap in it) is still there afterwards."""
+    configmaps = kube.resources.get(api_version="v1", kind="ConfigMap")
+    configmaps.create(namespace=temp_namespace, body={"apiVersion": "v1", "kind": "ConfigMap",
+                                                       "metadata": {"name": "keep-me"}, "data": {"a": "b"}})
+    # The test's -e comes last and wins over run_playbook's own cluster_expected_context.
+    result = run_playbook("playbooks/cleanup.yml", "-e", f"ai_stack_namespace={temp_namespace}", *args,
+                          api_key=api_key, extra_env=cluster_env(), timeout=300)
+    assert result.rc != 0, result.describe()
+    assert not result.changed, result.describe()
+    failure = result.failure()
+    assert failure is not None and failure.name.startswith(refused_by), result.describe()
+    assert named in failure.msg and "\n" not in failure.msg.strip(), failure.msg
+    namespace = kube.resources.get(api_version="v1", kind="Namespace").get(name=temp_namespace)
+    assert not namespace.metadata.deletionTimestamp
+    assert configmaps.get(namespace=temp_namespace, name="keep-me").data.a == "b"

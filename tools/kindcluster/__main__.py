@@ -1,4 +1,4 @@
-"""python -m kindcluster {build,up,down,status,env} (PYTHONPATH=tools; see `make kind-up`).
+"""python -m kindcluster {build,up,down,status,env,rewire} (PYTHONPATH=tools; see `make kind-up`).
 
   build   build what `up` needs (cached under the test-cluster build cache)
   up      start (or reuse) the kind cluster `desktop`; ends with the export lines to use it
@@ -6,6 +6,8 @@
           process, mount, bridge, iptables rule or cgroup of ours is left (exit 1 if one is)
   status  exit 0 when the cluster is up and healthy
   env     print the export lines
+  rewire  wire the pod network again after a node was restarted (`docker start desktop-worker2`);
+          `up` does it too when it reuses the cluster
 """
 from __future__ import annotations
 
@@ -64,6 +66,8 @@ def cmd_up(_args) -> int:
         if kind.exists():
             kind.export_kubeconfig()
             healthy, why = kind.health()
+            if healthy and not kind.config_current():
+                healthy, why = False, "made with another kind configuration"
             if not healthy:
                 log(f"cluster present but not healthy ({why}); recreating")
                 kind.delete()
@@ -76,6 +80,8 @@ def cmd_up(_args) -> int:
         kind = _kind(host)
         image = published or nodeimage.build_node(host, b, base)
         kind.create(image, default_cni=published is not None)
+    elif not kind.has_kindnet():
+        kind.rewire()  # a node restarted since (docker start) lost its routes and rules
     kind.wait_ready()
     if not kind.has_kindnet():
         netpol.install(kind, host, NODE_NAMES)
@@ -137,6 +143,20 @@ def cmd_status(_args) -> int:
     return 0 if ok else 1
 
 
+def cmd_rewire(_args) -> int:
+    """After `docker start` of a stopped node: its routes, forwarding and filter rules are gone
+    (a container's network namespace is new on every start) and its address may have changed."""
+    host, _ = engine.find()
+    if not host:
+        die("no Docker engine running: run `make kind-up` first")
+    kind = _kind(host)
+    if kind.has_kindnet():
+        log("kindnetd wires the pod network itself; nothing to do")
+        return 0
+    kind.rewire()
+    return 0
+
+
 def cmd_env(_args) -> int:
     host, ours = engine.find()
     if not host:
@@ -149,11 +169,11 @@ def cmd_env(_args) -> int:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="kindcluster", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
-    for name in ("build", "up", "down", "status", "env"):
+    for name in ("build", "up", "down", "status", "env", "rewire"):
         sub.add_parser(name)
     args = p.parse_args(argv)
     return {"build": cmd_build, "up": cmd_up, "down": cmd_down, "status": cmd_status,
-            "env": cmd_env}[args.cmd](args)
+            "env": cmd_env, "rewire": cmd_rewire}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,16 @@ BRIDGE_CONFLIST = {
 }
 
 
+# A stopped node's pods are replaced after about 30 s instead of Kubernetes' 5 min 40 s (40 s
+# until the node is NotReady, then the 300 s toleration every pod gets by default), so the test
+# that stops a worker (tests/kind) takes a minute. Docker Desktop's cluster keeps the defaults.
+NODE_FAILURE_ARGS = (
+    ("controllerManager", "node-monitor-grace-period", "20s"),
+    ("apiServer", "default-not-ready-toleration-seconds", "10"),
+    ("apiServer", "default-unreachable-toleration-seconds", "10"),
+)
+
+
 def kind_config(default_cni: bool) -> str:
     cfg = {
         "kind": "Cluster",
@@ -36,6 +46,10 @@ def kind_config(default_cni: bool) -> str:
         "networking": {"podSubnet": POD_SUBNET, "serviceSubnet": SERVICE_SUBNET,
                        "disableDefaultCNI": not default_cni},
         "nodes": [{"role": "control-plane"}, {"role": "worker"}, {"role": "worker"}],
+        # kind writes kubeadm's v1beta3 configuration for Kubernetes < 1.36: extraArgs are maps.
+        "kubeadmConfigPatches": [json.dumps({"kind": "ClusterConfiguration", **{
+            component: {"extraArgs": {name: value for c, name, value in NODE_FAILURE_ARGS if c == component}}
+            for component in dict.fromkeys(c for c, _, _ in NODE_FAILURE_ARGS)}})],
     }
     return json.dumps(cfg, indent=2)
 
@@ -85,6 +99,14 @@ class Kind:
         if r.returncode != 0:
             return False, "StorageClass standard missing"
         return True, "healthy"
+
+    def config_current(self) -> bool:
+        """Whether the cluster was made with the configuration this code would make now."""
+        try:
+            made = json.loads((RUN_DIR / "kind-config.json").read_text())
+        except (OSError, ValueError):
+            return False
+        return made == json.loads(kind_config(not made.get("networking", {}).get("disableDefaultCNI")))
 
     # ------------------------------------------------------------------ lifecycle
     def create(self, image: str, default_cni: bool) -> None:
@@ -159,6 +181,11 @@ class Kind:
             script.append(f"iptables -t nat -C {rule} 2>/dev/null || iptables -t nat -A {rule}")
             self.node_exec(node, " && ".join(script))
         log("pod network: bridge CNI on every node, routes between the nodes' pod ranges")
+
+    def rewire(self) -> None:
+        """Wire the pod network and the Service-range guard again on every node (idempotent)."""
+        self.guard_service_range()
+        self.wire_pod_network()
 
     def wait_ready(self, timeout: int = 300) -> None:
         t0 = time.monotonic()

@@ -12,7 +12,7 @@ import (
 )
 
 func main() {
-	httpx.ProbeIfAsked(os.Args, os.Stdout, os.Exit)
+	httpx.SubcommandIfAsked(os.Args, os.Stdout, os.Exit)
 	httpx.SetupLog("go-backend")
 	cpuMS, err := httpx.EnvInt("STANDIN_CPU_MS", 20)
 	if err != nil {

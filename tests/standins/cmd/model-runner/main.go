@@ -11,7 +11,7 @@ import (
 )
 
 func main() {
-	httpx.ProbeIfAsked(os.Args, os.Stdout, os.Exit)
+	httpx.SubcommandIfAsked(os.Args, os.Stdout, os.Exit)
 	httpx.SetupLog("model-runner")
 	delay, err := httpx.EnvDuration("STANDIN_PULL_DELAY", 0)
 	if err != nil {

@@ -11,7 +11,7 @@ import (
 )
 
 func main() {
-	httpx.ProbeIfAsked(os.Args, os.Stdout, os.Exit)
+	httpx.SubcommandIfAsked(os.Args, os.Stdout, os.Exit)
 	httpx.SetupLog("react-frontend")
 	port := httpx.Env("PORT", "3000")
 	log.Printf("TEST STAND-IN for react-frontend:1.0.0, port %s", port)

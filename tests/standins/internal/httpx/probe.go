@@ -38,10 +38,3 @@ func Probe(args []string, out io.Writer) int {
 	fmt.Fprintf(out, "status=%d body=%s\n", resp.StatusCode, strings.TrimSpace(string(body)))
 	return 0
 }
-
-// ProbeIfAsked runs Probe and exits when the binary was started as `<binary> probe ...`.
-func ProbeIfAsked(args []string, out io.Writer, exit func(int)) {
-	if len(args) > 1 && args[1] == "probe" {
-		exit(Probe(args[2:], out))
-	}
-}

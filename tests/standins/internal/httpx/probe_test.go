@@ -43,14 +43,33 @@ func TestProbeNoAnswer(t *testing.T) {
 	}
 }
 
-func TestProbeIfAsked(t *testing.T) {
+func TestSubcommandIfAsked(t *testing.T) {
 	called := -1
-	ProbeIfAsked([]string{"app"}, io.Discard, func(c int) { called = c })
+	SubcommandIfAsked([]string{"app"}, io.Discard, func(c int) { called = c })
+	SubcommandIfAsked([]string{"app", "serve"}, io.Discard, func(c int) { called = c })
 	if called != -1 {
-		t.Fatal("ran without the probe argument")
+		t.Fatal("ran without a subcommand")
 	}
-	ProbeIfAsked([]string{"app", "probe"}, io.Discard, func(c int) { called = c })
-	if called != 64 {
-		t.Fatalf("exit %d", called)
+	for _, sub := range []string{"probe", "write-file", "read-file"} {
+		called = -1
+		SubcommandIfAsked([]string{"app", sub}, io.Discard, func(c int) { called = c })
+		if called != 64 {
+			t.Fatalf("%s: exit %d", sub, called)
+		}
+	}
+}
+
+func TestWriteAndReadFile(t *testing.T) {
+	path := t.TempDir() + "/marker"
+	var out bytes.Buffer
+	if rc := WriteFile([]string{path, "kept"}, &out); rc != 0 {
+		t.Fatalf("write: rc=%d out=%q", rc, out.String())
+	}
+	if rc := ReadFile([]string{path}, &out); rc != 0 || out.String() != "kept" {
+		t.Fatalf("read: rc=%d out=%q", rc, out.String())
+	}
+	out.Reset()
+	if rc := ReadFile([]string{path + ".missing"}, &out); rc != 1 {
+		t.Fatalf("missing: rc=%d out=%q", rc, out.String())
 	}
 }
