@@ -6,9 +6,10 @@ BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 export ANSIBLE_CONFIG := $(abspath ansible.cfg)
 
-# make deploy [CONTEXT=docker-desktop] [INVENTORY=inventory/hosts.yml] [ARGS='--tags chatbot'] [PROFILE=1]
+# make deploy [CONTEXT=docker-desktop] [INVENTORY=inventory/hosts.yml] [ARGS='--tags chatbot'] [PROFILE=1] [MITOGEN=1]
 CONTEXT ?=
 PROFILE ?=
+MITOGEN ?=
 INVENTORY ?=
 ARGS ?=
 
@@ -26,7 +27,7 @@ KEEP_CLUSTER ?=
 	cluster-up cluster-down cluster-build kind-up kind-down kind-build clean
 
 help:
-	@echo "make deploy   - deploy the stack with site.yml to the current kube context (CONTEXT=..., INVENTORY=..., ARGS=..., PROFILE=1 for task times)"
+	@echo "make deploy   - deploy the stack with site.yml to the current kube context (CONTEXT=..., INVENTORY=..., ARGS=..., PROFILE=1 for task times, MITOGEN=1 for Mitogen's faster strategy)"
 	@echo "make test     - lint, unit tests, then molecule scenarios and integration tests on a simulated cluster"
 	@echo "make bench    - time no-op, first and --tags runs against kubectl apply, on the simulated cluster (not part of make test)"
 	@echo "make kind-up / kind-down       - start / stop the local kind cluster (real containers, built offline)"
@@ -43,7 +44,7 @@ venv: $(BIN)/.installed
 # With no kubeconfig or no context at all, deploys to the local kind cluster (made on first use).
 deploy: venv
 	@$(BIN)/python tools/deploy.py $(if $(INVENTORY),--inventory $(INVENTORY)) \
-	  $(if $(CONTEXT),--context $(CONTEXT)) $(if $(PROFILE),--profile) -- $(ARGS)
+	  $(if $(CONTEXT),--context $(CONTEXT)) $(if $(PROFILE),--profile) $(if $(MITOGEN),--mitogen) -- $(ARGS)
 
 lint: venv
 	$(BIN)/yamllint -s .

@@ -247,17 +247,29 @@ def test_deploy_expects_the_context_it_is_given():
 
 @pytest.mark.parametrize("profile", [False, True])
 def test_deploy_profile_turns_on_the_task_timer(monkeypatch, profile):
-    """`make deploy PROFILE=1` runs site.yml with ansible.posix.profile_tasks; without it, no timer."""
+    """`make deploy PROFILE=1` runs site.yml with ansible.posix.profile_tasks; without it, no timer.
+    `MITOGEN=1` (--mitogen) selects Mitogen's strategy, here with the timer."""
     calls = []
     monkeypatch.setattr(deploy.subprocess, "run", lambda cmd, env, cwd: calls.append((cmd, env)) or
                         type("Done", (), {"returncode": 0})())
     monkeypatch.setattr(deploy.shutil, "which", lambda _: "/bin/true")
     monkeypatch.delenv("ANSIBLE_CALLBACKS_ENABLED", raising=False)
-    args = ["--context", "docker-desktop"] + (["--profile"] if profile else []) + ["--", "--tags", "chatbot"]
+    monkeypatch.delenv("ANSIBLE_STRATEGY", raising=False)
+    args = ["--context", "docker-desktop"] + (["--profile", "--mitogen"] if profile else []) + ["--", "--tags", "chatbot"]
     assert deploy.main(args) == 0
     (cmd, env), = calls
     assert cmd[-2:] == ["--tags", "chatbot"] and "site.yml" in cmd
     assert ("ansible.posix.profile_tasks" in env.get("ANSIBLE_CALLBACKS_ENABLED", "")) is profile
+    assert (env.get("ANSIBLE_STRATEGY") == "mitogen_linear") is profile
+
+
+def test_mitogen_strategy_loads_from_the_project():
+    """The shim in plugins/strategy gives Mitogen's strategy class (PyPI mitogen, pinned)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("shim", REPO / "plugins" / "strategy" / "mitogen_linear.py")
+    shim = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(shim)
+    assert shim.StrategyModule.__module__ == "ansible_mitogen.plugins.strategy.mitogen_linear"
 
 
 def test_testrun_finds_the_key_and_its_base64_in_logs(tmp_path, monkeypatch):

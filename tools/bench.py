@@ -8,7 +8,7 @@ BENCH_REPS runs (default 3); ratios are to the first row of the same run, so mac
 
   1. `kubectl apply --server-side -f` of the core stack's objects, already applied (the floor);
   2. a no-op `site.yml` (the second run, changed=0) of the core stack;
-  3. a no-op `site.yml --tags chatbot`;
+  3. a no-op `site.yml --tags chatbot`; both again with Mitogen's strategy (`make deploy MITOGEN=1`);
   4. a first converge of the core stack into a new namespace;
   5. the core stack converged into 1, 5 and 10 namespaces, one run each (BENCH_SCALE="1,5,10"):
      the time per namespace should stay flat (linear growth).
@@ -56,14 +56,16 @@ def timed(cmd: list[str], what: str) -> tuple[float, dict | None]:
     if done.returncode != 0:
         sys.exit(f"[bench] {what} failed (exit {done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
     report = None
-    if cmd[0].endswith("ansible-playbook"):
+    if any(part.endswith("ansible-playbook") for part in cmd):
         report = json.loads(done.stdout[done.stdout.index("{"):])
     return seconds, report
 
 
-def site(namespace: str, *args: str) -> tuple[float, int]:
-    seconds, report = timed([str(BIN / "ansible-playbook"), "site.yml", *PLAYBOOK_ARGS,
-                             "-e", f"ai_stack_namespace={namespace}", *args], f"site.yml {namespace} {args}")
+def site(namespace: str, *args: str, strategy: str = "") -> tuple[float, int]:
+    cmd = [str(BIN / "ansible-playbook"), "site.yml", *PLAYBOOK_ARGS, "-e", f"ai_stack_namespace={namespace}", *args]
+    if strategy:
+        cmd = ["env", f"ANSIBLE_STRATEGY={strategy}", *cmd]
+    seconds, report = timed(cmd, f"site.yml {namespace} {args} {strategy}")
     changed = sum(h["changed"] for h in report["stats"].values())
     return seconds, changed
 
@@ -135,6 +137,15 @@ def main() -> int:
             noop.append(seconds)
         rows.append(("no-op `site.yml` (core stack, changed=0)", median(noop), ""))
         rows.append(("no-op `site.yml --tags chatbot`", median([site(ns, "--tags", "chatbot")[0] for _ in range(REPS)]), ""))
+        mitogen = []
+        for _ in range(REPS):
+            seconds, changed = site(ns, strategy="mitogen_linear")
+            if changed:
+                sys.exit(f"[bench] the no-op run with Mitogen changed {changed} things")
+            mitogen.append(seconds)
+        rows.append(("no-op `site.yml` with Mitogen (`make deploy MITOGEN=1`)", median(mitogen), ""))
+        rows.append(("no-op `site.yml --tags chatbot` with Mitogen",
+                     median([site(ns, "--tags", "chatbot", strategy="mitogen_linear")[0] for _ in range(REPS)]), ""))
         firsts = [first] + [site(f"bench-first-{i}")[0] for i in range(1, REPS)]
         rows.append(("first converge of the core stack (new namespace)", median(firsts), ""))
         for n in SCALE:
