@@ -704,3 +704,12 @@ def test_node_conditions():
     rows = dg.diagnose_node_conditions([node("w1", ready="False")])
     assert rows[0]["name"] == "w1" and rows[0]["conditions"][0]["status"] == "False"
     assert rows[0]["allocatable"]["memory"] == "8Gi"
+
+
+def test_log_text_of_a_log_and_of_a_container_without_one():
+    assert dg.diagnose_log_text({"log_lines": ["a", "b"], "log": "a\nb"}) == "a\nb\n"
+    failed = {"failed": True, "msg": 'Unable to retrieve log from Pod due to: 400\nReason: Bad Request\nHTTP response '
+              'body: {"kind":"Status","message":"no logs found for container \\"backend\\" in pod \\"ns/p\\"",'
+              '"reason":"BadRequest","code":400}'}
+    assert dg.diagnose_log_text(failed) == 'no log: no logs found for container \\"backend\\" in pod \\"ns/p\\"\n'
+    assert dg.diagnose_log_text({"failed": True, "msg": "boom\nmore"}) == "no log: boom\n"

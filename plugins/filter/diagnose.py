@@ -18,7 +18,8 @@ tests/test_diagnose.py, one test per rule.
 - ``diagnose_bundle_object(obj)``: an object as the support bundle writes it: no managedFields,
   no last-applied annotation, and for a Secret its key names only (values never).
 - ``diagnose_log_targets(pods)``: the container logs the bundle reads (current, and previous where
-  a container restarted); ``diagnose_node_conditions(nodes)``: the nodes' conditions and resources.
+  a container restarted); ``diagnose_log_text(result)``: a k8s_log result as a log file;
+  ``diagnose_node_conditions(nodes)``: the nodes' conditions and resources.
 
 Rules (ids): node-not-ready, deployment-missing, pods-not-created, pending-insufficient-resources,
 pending-unschedulable, image-not-on-node, image-pull-failed, oom-killed, probe-kills-before-load,
@@ -645,6 +646,17 @@ def diagnose_log_targets(pods):
     return out
 
 
+def diagnose_log_text(result):
+    """A k8s_log result as the bundle's log file: its lines, or "no log: <the API server's reason>"
+    (a container that never started, as every container on a simulated node)."""
+    result = result or {}
+    if result.get("log_lines") is not None and not result.get("failed"):
+        return "\n".join(result["log_lines"]) + "\n"
+    msg = str(result.get("msg") or "")
+    m = re.search(r'"message":"((?:[^"\\]|\\.)*)"', msg)
+    return f"no log: {m.group(1) if m else msg.splitlines()[0] if msg else 'unknown'}\n"
+
+
 def diagnose_node_conditions(nodes):
     """Each node's name, conditions, allocatable and capacity (the bundle's nodes.yaml)."""
     return [{"name": _name(n), "conditions": (n.get("status") or {}).get("conditions") or [],
@@ -663,5 +675,6 @@ class FilterModule:
             "diagnose_table": diagnose_table,
             "diagnose_bundle_object": diagnose_bundle_object,
             "diagnose_log_targets": diagnose_log_targets,
+            "diagnose_log_text": diagnose_log_text,
             "diagnose_node_conditions": diagnose_node_conditions,
         }
