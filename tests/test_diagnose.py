@@ -288,6 +288,13 @@ def test_crash_loop_without_probe_or_oom():
     assert found[0]["variable"] == "chatbot_backend_image"
 
 
+def test_a_past_restart_of_a_ready_container_is_no_finding():
+    state = healthy()
+    the_pod(state, "backend-1")["status"]["containerStatuses"] = [
+        cstatus("backend", restarts=1, last={"terminated": {"reason": "Unknown", "exitCode": 255}})]
+    assert findings(state) == []
+
+
 # --- row 2: Pending, no node has the resources ----------------------------------------------------
 
 

@@ -253,7 +253,8 @@ def _restart_findings(pod, status, pod_events, cvars, workload, spec):
             "back until the model is there): ansible-playbook site.yml --tags model_runner",
             _var(cvars, "liveness_probe", ".failure_threshold") if has_startup else
             (_var(cvars, "startup_probe", ".failure_threshold") or _var(cvars, "liveness_probe", ".failure_threshold")))]
-    if waiting == "CrashLoopBackOff" or (restarts > 0 and term):
+    # A container that restarted once and runs Ready again is no finding (a node reboot restarts them all).
+    if waiting == "CrashLoopBackOff" or (restarts > 0 and term and not status.get("ready")):
         return [_finding(
             "crash-loop", obj, f"container {name} of {workload['name']} restarts ({waiting or 'restarted'}), "
             f"restartCount {restarts}",

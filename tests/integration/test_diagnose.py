@@ -78,12 +78,16 @@ def healthy(kube, ns):
 
 
 def versions(kube, ns):
-    """Every object of the namespace the diagnosis reads, with its resourceVersion."""
+    """The objects of the namespace the diagnosis reads, each with its resourceVersion (its generation for
+    the kinds whose status a controller keeps rewriting: the HPA's every 15 s) and the field managers."""
     out = {}
     for api_version, kind in (("apps/v1", "Deployment"), ("v1", "Service"), ("v1", "PersistentVolumeClaim"),
                               ("autoscaling/v2", "HorizontalPodAutoscaler"), ("v1", "ConfigMap"), ("v1", "Pod")):
         for obj in kube.resources.get(api_version=api_version, kind=kind).get(namespace=ns).items:
-            out[f"{kind}/{obj.metadata.name}"] = obj.metadata.resourceVersion
+            version = obj.metadata.generation if kind in ("Deployment", "HorizontalPodAutoscaler") \
+                else obj.metadata.resourceVersion
+            managers = sorted({m.manager for m in obj.metadata.managedFields or []})
+            out[f"{kind}/{obj.metadata.name}"] = (version, managers)
     return out
 
 
