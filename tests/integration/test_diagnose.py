@@ -182,11 +182,12 @@ def test_service_selector_matching_nothing_then_fixed(kube, stack):
 def test_pending_for_lack_of_capacity_then_fixed(kube, stack):
     """SIMULATION: the simulated workers' allocatable memory is far below 200Gi; the scheduler is real."""
     ns = stack["namespace"]
+    # The capacity preflight would refuse this before any change: switch it off to make the failure. As JSON:
+    # the role tests model_runner_wait without `| bool`, so `-e model_runner_wait=false` (a string) would wait.
     huge = {"model_runner_resources": {"requests": {"cpu": "1000m", "memory": "200Gi"},
-                                       "limits": {"cpu": "4000m", "memory": "200Gi"}}}
-    # The capacity preflight would refuse this before any change: switch it off to make the failure.
+                                       "limits": {"cpu": "4000m", "memory": "200Gi"}},
+            "cluster_capacity_check_enabled": False, "model_runner_wait": False}
     run = run_playbook("site.yml", "--tags", "model_runner", "-e", json.dumps(huge), "-e", f"ai_stack_namespace={ns}",
-                       "-e", "cluster_capacity_check_enabled=false", "-e", "model_runner_wait=false",
                        api_key=stack["api_key"], extra_env=cluster_env(), timeout=600)
     assert run.rc == 0, run.describe()
     pods = kube.resources.get(api_version="v1", kind="Pod")
