@@ -720,3 +720,24 @@ def test_log_text_of_a_log_and_of_a_container_without_one():
               '"reason":"BadRequest","code":400}'}
     assert dg.diagnose_log_text(failed) == 'no log: no logs found for container \\"backend\\" in pod \\"ns/p\\"\n'
     assert dg.diagnose_log_text({"failed": True, "msg": "boom\nmore"}) == "no log: boom\n"
+
+
+# --- bad input stops before the cluster is asked anything -------------------------------------------
+
+
+@pytest.mark.parametrize("args,words", [
+    (("-e", "diagnose_format=xml"), ["diagnose_format", "xml"]),
+    (("-e", "diagnose_log_lines=0"), ["diagnose_log_lines"]),
+    (("-e", "diagnose_bundle=/nonexistent/dir"), ["diagnose_bundle", "/nonexistent/dir"]),
+    (("-e", "diagnose_output_file=/nonexistent/dir/r.json"), ["diagnose_output_file"]),
+])
+def test_bad_input_stops_with_one_line_naming_the_variable(args, words, tmp_path):
+    from ai_stack_testlib import run_playbook
+
+    # A kubeconfig that does not exist: the run must stop on the input before it talks to any cluster.
+    env = {"K8S_AUTH_KUBECONFIG": str(tmp_path / "none"), "K8S_AUTH_CONTEXT": "none"}
+    run = run_playbook("playbooks/diagnose.yml", *args, api_key="x", extra_env=env, timeout=300)
+    assert run.rc != 0, run.describe()
+    message = run.failure_message()
+    assert all(w in message for w in words) and "\n" not in message.strip(), message
+    assert not [r for r in run.results() if r.action.startswith("kubernetes.core")], run.describe()
