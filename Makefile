@@ -23,11 +23,12 @@ KINDCLUSTER := PYTHONPATH=$(abspath tools) $(BIN)/python -m kindcluster
 # KEEP_CLUSTER=1 leaves the test clusters running after `make test`.
 KEEP_CLUSTER ?=
 
-.PHONY: help venv deploy test bench lint unit molecule-kind molecule-sim integration kind-integration test-kind test-sim \
+.PHONY: help venv deploy diagnose test bench lint unit molecule-kind molecule-sim integration kind-integration test-kind test-sim \
 	cluster-up cluster-down cluster-build kind-up kind-down kind-build clean
 
 help:
 	@echo "make deploy   - deploy the stack with site.yml to the current kube context (CONTEXT=..., INVENTORY=..., ARGS=..., PROFILE=1 for task times, MITOGEN=1 for Mitogen's faster strategy)"
+	@echo "make diagnose - read-only diagnosis of the deployed stack, exit 0 only with no findings (CONTEXT=..., INVENTORY=..., ARGS='-e diagnose_format=json')"
 	@echo "make test     - lint, unit tests, then molecule scenarios and integration tests on a simulated cluster"
 	@echo "make bench    - time no-op, first and --tags runs against kubectl apply, on the simulated cluster (not part of make test)"
 	@echo "make kind-up / kind-down       - start / stop the local kind cluster (real containers, built offline)"
@@ -45,6 +46,12 @@ venv: $(BIN)/.installed
 deploy: venv
 	@$(BIN)/python tools/deploy.py $(if $(INVENTORY),--inventory $(INVENTORY)) \
 	  $(if $(CONTEXT),--context $(CONTEXT)) $(if $(PROFILE),--profile) $(if $(MITOGEN),--mitogen) -- $(ARGS)
+
+# make diagnose [CONTEXT=docker-desktop] [INVENTORY=inventory/hosts.yml] [ARGS='-e diagnose_format=json -e diagnose_bundle=/tmp']
+# Read-only: changes nothing on the cluster; exit 0 with no findings, non-zero with findings.
+diagnose: venv
+	$(BIN)/ansible-playbook playbooks/diagnose.yml $(if $(INVENTORY),-i $(INVENTORY)) \
+	  $(if $(CONTEXT),-e ai_stack_context=$(CONTEXT)) $(ARGS)
 
 lint: venv
 	$(BIN)/yamllint -s .
