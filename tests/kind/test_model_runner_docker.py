@@ -7,7 +7,9 @@ source (kindcluster.modelrunner, llama-server inside) has the registry as its Do
 (MODEL_RUNNER_REGISTRY_MIRRORS=http://<registry>:5000), so the model keeps its `ai/...` name.
 Asserted: GET /models/<model> is 404 before and 200 after POST /models/create {"from": <model>};
 the runner fetched the weights from the mirror (registry access log); the files are under
-MODELS_PATH, owned by the runner's uid; POST /engines/v1/chat/completions returns generated text.
+MODELS_PATH, owned by the runner's uid; POST /engines/v1/chat/completions returns generated text;
+run as the model_runner role runs it (read-only root), chat needs a writable working directory,
+and the model survives a new container on the same volume without a new pull.
 Timings are printed (pytest -s) and written to .test-logs/model-runner-docker.json.
 
 Opt-in (the first run builds llama-server, about 5 min on 2 cores, and the images; later runs use
@@ -187,3 +189,50 @@ def test_pull_from_the_mirror_then_chat(stack):
     t["usage"] = reply.get("usage")
     assert text, reply
     assert reply["usage"]["completion_tokens"] > 0, reply
+
+
+def run_like_the_role(stack, name: str, volume: str, workdir: str) -> str:
+    """A runner as the model_runner role runs it: read-only root file system, emptyDirs (tmpfs)
+    for /tmp and the home, the model volume at MODELS_PATH; returns its URL."""
+    docker("rm", "-f", name, check=False)
+    docker("run", "-d", "--name", name, "--network", f"{PREFIX}net", "-p", "127.0.0.1::12434",
+           "--read-only", "--tmpfs", "/tmp", "--tmpfs", modelrunner.HOME,
+           "-v", f"{volume}:{modelrunner.MODELS_PATH}", "-w", workdir,
+           "-e", f"MODEL_RUNNER_REGISTRY_MIRRORS=http://{stack['registry']}:{modelregistry.PORT}",
+           modelrunner.image_tag())
+    url = published(name, modelrunner.PORT)
+    wait_http(url + "/")
+    return url
+
+
+def chat(url: str):
+    return http("POST", url + "/engines/v1/chat/completions", {
+        "model": MODEL, "max_tokens": 4, "messages": [{"role": "user", "content": "Hi"}]},
+        timeout=300)
+
+
+def test_read_only_root_needs_a_writable_working_directory_and_the_volume_keeps_the_model(stack):
+    """llama-server listens on inference-runner-<n>.sock in the runner's working directory (the
+    image's /app): with a read-only root file system, chat fails unless the working directory is
+    writable (here /tmp, as a pod's workingDir on an emptyDir). The model stays on its volume: a
+    new container answers GET /models/<model> 200 at once, and nothing is fetched again."""
+    name, volume = f"{PREFIX}runner-ro", f"{PREFIX}models"
+    docker("volume", "rm", "-f", volume, check=False)
+    try:
+        url = run_like_the_role(stack, name, volume, modelrunner.APP)
+        assert http("POST", url + "/models/create", {"from": MODEL}, timeout=300)[0] == 200
+        status, body = chat(url)
+        assert status == 500 and b"inference-runner-0.sock" in body, (status, body)
+
+        r = docker("logs", stack["registry"])
+        fetched = (r.stdout + r.stderr).decode(errors="replace").count("GET /v2/ai/")
+        url = run_like_the_role(stack, name, volume, "/tmp")
+        assert http("GET", f"{url}/models/{MODEL}")[0] == 200
+        status, body = chat(url)
+        assert status == 200, body
+        assert json.loads(body)["choices"][0]["message"]["content"]
+        r = docker("logs", stack["registry"])
+        assert (r.stdout + r.stderr).decode(errors="replace").count("GET /v2/ai/") == fetched
+    finally:
+        docker("rm", "-f", name, check=False)
+        docker("volume", "rm", "-f", volume, check=False)
