@@ -5,8 +5,10 @@ Docker Model Runner runs llama.cpp's `llama-server` from the directory LLAMA_SER
 here). PyPI's `llama-cpp-python` source distribution (pinned as `llama_cpp_python` in
 versions.json) carries llama.cpp under vendor/llama.cpp, tools/server included, so the binary is
 built from that: `pip download` the sdist (the only download), unpack it, configure with CMAKE_FLAGS
-(CPU only, portable, static ggml) and build the one target. About 5 min on 2 cores the first time;
-afterwards the binary in the cache is used as it is.
+(CPU only, portable, static ggml) and build the one target. About 5 min on 2 idle cores the first
+time (53 min measured with the 2 cores shared with a kind cluster and other builds, load 6-13;
+`pip download` alone takes about 5 min, building the sdist's metadata); afterwards the binary in
+the cache is used as it is.
 
 Layout under KIND_CACHE/llama-server: sdist/ (the download), src-<version>/, build-<version>/,
 bin-<version>/llama-server.

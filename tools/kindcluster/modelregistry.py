@@ -6,7 +6,8 @@ in an image FROM scratch with a minimal configuration: filesystem storage in /va
 plain HTTP on :5000, access log on stderr (it shows which blobs a runner fetched), deletes
 allowed. It runs as nobody (65534), which owns the storage directory. Docker Model Runner reaches
 it as a mirror of Docker Hub (MODEL_RUNNER_REGISTRY_MIRRORS=http://<host>:5000), so models keep
-their `ai/...` names; modelpush.py puts a model there.
+their `ai/...` names; modelpush.py puts a model there. The first build compiles every storage
+driver cmd/registry links (S3, Azure, GCS): 19 min measured on 2 shared cores; cached afterwards.
 """
 from __future__ import annotations
 
