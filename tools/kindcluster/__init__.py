@@ -17,4 +17,10 @@ Modules, one job each:
   cluster  kind create/delete, pod networking, storage, readiness, leftovers check
   netpol   NetworkPolicy enforcement: kube-network-policies built from source (patched for
            kernels without nft_queue) as a DaemonSet
+  modelrunner  the real Docker Model Runner image (Go module, uid 999) with llama-server
+  llamaserver  llama-server built from the llama.cpp that PyPI's llama-cpp-python sdist vendors
+  modelregistry  a local OCI registry for models (CNCF Distribution built from source)
+  tinymodel  a tiny random llama GGUF model made in the test (PyPI gguf)
+  modelpush  pushes a GGUF file as the model artifact Docker Model Runner pulls
+(tests/kind/test_model_runner_docker.py runs the last five with plain `docker run`.)
 """

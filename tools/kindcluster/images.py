@@ -34,8 +34,8 @@ def image_id(host: str, tag: str) -> str | None:
 
 
 def build(host: str, tag: str, dockerfile: str, files: dict[str, Path | bytes | str]) -> None:
-    """docker build of a context made of `files` (context path -> source file, bytes, or a
-    symlink target given as 'symlink:<target>')."""
+    """docker build of a context made of `files` (context path -> source file, bytes, a
+    symlink target given as 'symlink:<target>', or an empty directory as 'dir:<octal mode>')."""
     with tempfile.TemporaryDirectory(prefix="kindcluster-ctx-") as ctx:
         c = Path(ctx)
         for rel, src in files.items():
@@ -46,6 +46,9 @@ def build(host: str, tag: str, dockerfile: str, files: dict[str, Path | bytes | 
                 dest.chmod(0o755 if src.startswith(b"#!") else 0o644)
             elif isinstance(src, str) and src.startswith("symlink:"):
                 os.symlink(src.split(":", 1)[1], dest)
+            elif isinstance(src, str) and src.startswith("dir:"):
+                dest.mkdir(exist_ok=True)
+                dest.chmod(int(src.split(":", 1)[1], 8))
             else:
                 shutil.copy2(src, dest, follow_symlinks=True)
         (c / "Dockerfile").write_text(dockerfile)
@@ -86,7 +89,15 @@ def dynamic_binary_files(binary: str, prefix: str = "") -> dict[str, Path]:
     engine.require(binary)
     path = shutil.which(binary)
     files: dict[str, Path] = {f"{prefix}usr/bin/{binary}": Path(path)}
-    r = run(["ldd", path], capture=True)
+    files.update(shared_libraries(Path(path), prefix))
+    return files
+
+
+def shared_libraries(binary: Path, prefix: str = "") -> dict[str, Path]:
+    """Every library `ldd` names for a binary built on this machine, and the loader, at the
+    paths the binary looks for them."""
+    files: dict[str, Path] = {}
+    r = run(["ldd", binary], capture=True)
     for line in r.stdout.splitlines():
         parts = line.split()
         lib = parts[2] if "=>" in parts and len(parts) > 2 else parts[0]
