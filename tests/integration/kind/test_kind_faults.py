@@ -6,8 +6,8 @@
   form appears in its output.
 - A worker stopped (`docker stop`): the chatbot's pods come back on the other worker; a run stops
   before any change with a message that names the node and the model runner's ReadWriteOnce volume
-  stored on it; after `docker start` (and `python -m kindcluster rewire`) a run converges on the
-  same claim.
+  stored on it, and `playbooks/diagnose.yml` reports the node NotReady; after `docker start` (and
+  `python -m kindcluster rewire`) a run converges on the same claim.
 The test cluster replaces a stopped node's pods after about 30 s (tools/kindcluster/cluster.py,
 NODE_FAILURE_ARGS); Kubernetes' defaults, Docker Desktop's included, take about 6 min.
 """
@@ -167,6 +167,12 @@ def test_worker_stopped_chatbot_moves_and_the_runner_volume_is_named(kube, temp_
     volume = claims_volume(kube, ns)
     assert f"Nodes not Ready: {node}" in message, message
     assert (f"The volume {volume} (ReadWriteOnce) of claim {ns}/{CLAIM} is stored on {node} only" in message), message
+    # diagnose (read-only) names the node too, and exits non-zero.
+    diagnosis = run_playbook("playbooks/diagnose.yml", "-e", f"ai_stack_namespace={ns}", "-e", "diagnose_format=json",
+                             api_key=api_key, extra_env=env, timeout=300)
+    assert diagnosis.rc != 0 and not diagnosis.changed, diagnosis.describe()
+    report = json.loads(next(r.msg for r in diagnosis.task_results("Diagnose | Report the findings") if not r.skipped))
+    assert f"Node/{node}" in [f["object"] for f in report["findings"] if f["id"] == "node-not-ready"], report
 
     # Back: the node starts, its pod network is wired again, and a run converges on the same claim.
     docker("start", node)
