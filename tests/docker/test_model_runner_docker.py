@@ -15,7 +15,7 @@ Timings are printed (pytest -s) and written to .test-logs/model-runner-docker.js
 Opt-in (the first run builds llama-server, about 5 min on 2 cores, and the images; later runs use
 the cache): AI_STACK_DOCKER_TESTS=1 with a Docker engine reachable (DOCKER_HOST, kindcluster's own
 engine, or the system one):
-    AI_STACK_DOCKER_TESTS=1 PYTHONPATH=tools .venv/bin/python -m pytest -q -s tests/kind
+    AI_STACK_DOCKER_TESTS=1 PYTHONPATH=tools .venv/bin/python -m pytest -q -s tests/docker
 Containers and the network are named with AI_STACK_DOCKER_TEST_PREFIX (default `dmr-test-`) and
 removed afterwards. Ports are published on 127.0.0.1 only.
 """
