@@ -22,5 +22,5 @@ Modules, one job each:
   modelregistry  a local OCI registry for models (CNCF Distribution built from source)
   tinymodel  a tiny random llama GGUF model made in the test (PyPI gguf)
   modelpush  pushes a GGUF file as the model artifact Docker Model Runner pulls
-(tests/kind/test_model_runner_docker.py runs the last five with plain `docker run`.)
+(tests/docker/test_model_runner_docker.py runs the last five with plain `docker run`.)
 """

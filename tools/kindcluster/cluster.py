@@ -30,7 +30,7 @@ BRIDGE_CONFLIST = {
 
 # A stopped node's pods are replaced after about 30 s instead of Kubernetes' 5 min 40 s (40 s
 # until the node is NotReady, then the 300 s toleration every pod gets by default), so the test
-# that stops a worker (tests/kind) takes a minute. Docker Desktop's cluster keeps the defaults.
+# that stops a worker (tests/integration/kind) takes a minute. Docker Desktop's cluster keeps the defaults.
 NODE_FAILURE_ARGS = (
     ("controllerManager", "node-monitor-grace-period", "20s"),
     ("apiServer", "default-not-ready-toleration-seconds", "10"),
