@@ -231,20 +231,25 @@ def test_hpa_target_without_cpu_request_then_fixed(kube, stack):
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not says_missing_request():
         time.sleep(3)
-    controller_said = says_missing_request()
     run, report = diagnose(ns)
     assert run.rc != 0, run.describe()
     found = {f["id"]: f for f in report["findings"]}
     assert "hpa-no-cpu-request" in found, report
     f = found["hpa-no-cpu-request"]
     assert f["variable"] == "chatbot_backend_resources.requests.cpu", f
-    assert ("missing request for cpu" if controller_said else "has no resources.requests.cpu") in f["evidence"], f
+    # The controller's condition may come between the wait above and the diagnosis: either source is right.
+    assert "missing request for cpu" in f["evidence"] or "has no resources.requests.cpu" in f["evidence"], f
 
     fix = run_playbook("site.yml", "--tags", "chatbot", *NO_DOCKER, "-e", f"ai_stack_namespace={ns}",
                        api_key=stack["api_key"], extra_env=cluster_env(), timeout=600)
     assert fix.rc == 0, fix.describe()
     healthy(kube, ns)
+    # The rollout and the HPA's next metrics settle on their own schedule: no findings within 3 min.
+    deadline = time.monotonic() + 180
     run, report = diagnose(ns)
+    while report["findings"] and time.monotonic() < deadline:
+        time.sleep(10)
+        run, report = diagnose(ns)
     assert run.rc == 0 and report["findings"] == [], report
 
 
