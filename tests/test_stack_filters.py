@@ -24,7 +24,7 @@ GOOD = {"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"cpu": "1", "m
 def test_every_filter_is_registered():
     assert set(stack.FilterModule().filters()) == {
         "resources_errors", "probe_errors", "image_errors", "data_checksum", "retries", "tags_select", "roles_for_tags",
-        "hpa_scale_out_reason"}
+        "hpa_scale_out_reason", "url_ports"}
     assert "merge_workloads" in cluster.FilterModule().filters()
 
 
@@ -288,3 +288,18 @@ def test_hpa_scale_out_reason_gives_the_cpu_against_the_target():
 @pytest.mark.parametrize("hpa", [None, {}, {"status": {}}, {"spec": _HPA_SPEC, "status": {"currentMetrics": None}}])
 def test_hpa_scale_out_reason_without_status(hpa):
     assert stack.hpa_scale_out_reason(hpa).startswith("the HPA reports no current metrics yet")
+
+
+@pytest.mark.parametrize("urls, ports", [
+    ([], []),
+    (None, []),
+    (["http://desktop-model-registry:5000"], [5000]),
+    (["https://mirror.example", "http://mirror.example/", "https://m.example:8443"], [443, 80, 8443]),
+])
+def test_url_ports(urls, ports):
+    assert stack.url_ports(urls) == ports
+
+
+def test_url_ports_refuses_what_is_not_an_http_url():
+    with pytest.raises(ValueError, match="not an http"):
+        stack.url_ports(["registry.local:5000"])

@@ -290,3 +290,27 @@ def test_kind_config_shortens_node_failure_handling_and_is_compared():
     assert patch["kind"] == "ClusterConfiguration"
     assert patch["controllerManager"]["extraArgs"] == {"node-monitor-grace-period": "20s"}
     assert patch["apiServer"]["extraArgs"]["default-unreachable-toleration-seconds"] == "10"
+
+
+@pytest.mark.parametrize("context, local_model", [("kind-desktop", True), ("docker-desktop", False)])
+def test_deploy_to_the_local_cluster_uses_its_model_and_registry(monkeypatch, context, local_model):
+    """On the local kind cluster the real runner pulls the tiny model from the registry beside the
+    nodes (kindcluster.localmodel); on any other context the roles' defaults stand."""
+    calls = []
+    monkeypatch.setattr(deploy.subprocess, "run", lambda cmd, env, cwd: calls.append(cmd) or
+                        type("Done", (), {"returncode": 0})())
+    monkeypatch.setattr(deploy.shutil, "which", lambda _: "/bin/true")
+    assert deploy.main(["--context", context]) == 0
+    cmd, = calls
+    extra = [json.loads(cmd[i + 1]) for i, a in enumerate(cmd) if a == "-e" and cmd[i + 1].startswith("{")]
+    assert extra == ([{"ai_stack_model_name": "ai/tiny-random-llama:f32",
+                       "model_runner_registry_mirrors": ["http://desktop-model-registry:5000"]}] if local_model else [])
+
+
+def test_molecule_default_uses_the_local_clusters_model():
+    """The scenario's model and mirror are the ones `kindcluster up` serves (stated twice, in the
+    scenario's inventory and in localmodel.py: this keeps them equal)."""
+    from kindcluster import localmodel
+    inventory = yaml.safe_load((REPO / "molecule/default/inventory/hosts.yml").read_text())
+    host = inventory["all"]["children"]["k8s_controller"]["hosts"]["localhost"]
+    assert {k: host[k] for k in localmodel.deploy_vars()} == localmodel.deploy_vars()

@@ -9,6 +9,7 @@ saying so in its first and last lines along with how to use Docker Desktop's clu
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import shutil
@@ -65,6 +66,22 @@ def local_cluster() -> dict[str, str]:
     return found
 
 
+def current_context(path: Path) -> str | None:
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return None
+    return data.get("current-context") if isinstance(data, dict) else None
+
+
+def local_model_args() -> list[str]:
+    """The local cluster's model and registry mirror (tools/kindcluster/localmodel.py): the real
+    Docker Model Runner there pulls a tiny model made on this machine, not one from Docker Hub."""
+    sys.path.insert(0, str(REPO / "tools"))
+    from kindcluster.localmodel import deploy_vars
+    return ["-e", json.dumps(deploy_vars())]
+
+
 def context_args(context: str) -> list[str]:
     """A context named on the command line is the one the user means: use it, and expect it
     (the cluster role stops when the context in use is not cluster_expected_context)."""
@@ -103,6 +120,8 @@ def main(argv=None) -> int:
         cmd += context_args(LOCAL_CONTEXT)
     elif a.context:
         cmd += context_args(a.context)
+    if local or (a.context or current_context(kubeconfig)) == LOCAL_CONTEXT:
+        cmd += local_model_args()
     if not shutil.which(cmd[0]):
         say(f"{cmd[0]} not found: run `make venv`")
         return 1

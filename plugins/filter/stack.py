@@ -15,6 +15,8 @@ tests/test_filters.py. Found through ansible.cfg's ``filter_plugins``.
   ``--tags`` / ``--skip-tags`` (Ansible's rules);
   ``roles_for_tags({role: tags}, run_tags, skip_tags)``: the roles that run, in order. site.yml
   validates the inputs of exactly those roles before the first of them changes anything.
+- ``url_ports(urls)``: the TCP port of each URL (its own, else 443 for https and 80 for http),
+  for the NetworkPolicy that lets the model runner reach its registry mirrors.
 """
 
 import hashlib
@@ -145,6 +147,20 @@ def hpa_scale_out_reason(hpa):
             "shows its events)")
 
 
+def url_ports(urls):
+    """[443 or 80 or the URL's own port, ...] for a list of http(s) URLs."""
+    from urllib.parse import urlsplit
+
+    ports = []
+    for url in urls or []:
+        parts = urlsplit(str(url))
+        port = parts.port or {"https": 443, "http": 80}.get(parts.scheme)
+        if port is None:
+            raise ValueError(f"url_ports: not an http(s) URL: {url!r}")
+        ports.append(port)
+    return ports
+
+
 class FilterModule:
     """Filters shared by the stack's roles."""
 
@@ -158,4 +174,5 @@ class FilterModule:
             "tags_select": tags_select,
             "roles_for_tags": roles_for_tags,
             "hpa_scale_out_reason": hpa_scale_out_reason,
+            "url_ports": url_ports,
         }

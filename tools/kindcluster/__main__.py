@@ -1,4 +1,4 @@
-"""python -m kindcluster {build,up,down,status,env,rewire} (PYTHONPATH=tools; see `make kind-up`).
+"""python -m kindcluster {build,up,down,status,env,rewire,vars} (PYTHONPATH=tools; see `make kind-up`).
 
   build   build what `up` needs (cached under the test-cluster build cache)
   up      start (or reuse) the kind cluster `desktop`; ends with the export lines to use it
@@ -8,11 +8,14 @@
   env     print the export lines
   rewire  wire the pod network again after a node was restarted (`docker start desktop-worker2`);
           `up` does it too when it reuses the cluster
+  vars    print, as JSON for `ansible-playbook -e`, the variables a deploy to this cluster needs:
+          the local model and its registry (localmodel.py)
 """
 from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import json
 import shutil
 import sys
 import time
@@ -20,6 +23,8 @@ import time
 from . import cluster
 from . import engine
 from . import gobuild
+from . import localmodel
+from . import modelregistry
 from . import netpol
 from . import nodeimage
 from . import stackimages
@@ -53,6 +58,7 @@ def cmd_build(_args) -> int:
     if not published:
         nodeimage.build_node(host, b, base)
     stackimages.build_all(host, b["metrics-server"])
+    modelregistry.build_image(host)
     log(f"build complete in {time.monotonic() - t0:.0f}s")
     return 0
 
@@ -87,6 +93,7 @@ def cmd_up(_args) -> int:
         netpol.install(kind, host, NODE_NAMES)
     (RUN_DIR / "docker-host").write_text(host + "\n")
     preload, chatbot = stackimages.build_all(host, b["metrics-server"])
+    localmodel.up(host)
     t1 = time.monotonic()
     from .images import load_into_nodes
     load_into_nodes(host, preload, NODE_NAMES)
@@ -106,6 +113,7 @@ def cmd_down(_args) -> int:
     host, ours = engine.find()
     if host:
         kind = _kind(host)
+        localmodel.remove(host)
         kind.delete()
         if ours:
             kind.remove_network()
@@ -157,6 +165,11 @@ def cmd_rewire(_args) -> int:
     return 0
 
 
+def cmd_vars(_args) -> int:
+    print(json.dumps(localmodel.deploy_vars()))
+    return 0
+
+
 def cmd_env(_args) -> int:
     host, ours = engine.find()
     if not host:
@@ -169,11 +182,11 @@ def cmd_env(_args) -> int:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="kindcluster", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
-    for name in ("build", "up", "down", "status", "env", "rewire"):
+    for name in ("build", "up", "down", "status", "env", "rewire", "vars"):
         sub.add_parser(name)
     args = p.parse_args(argv)
     return {"build": cmd_build, "up": cmd_up, "down": cmd_down, "status": cmd_status,
-            "env": cmd_env, "rewire": cmd_rewire}[args.cmd](args)
+            "env": cmd_env, "rewire": cmd_rewire, "vars": cmd_vars}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -5,8 +5,8 @@ reference (names read from the roles' defaults, the one place they are set):
 - metrics-server: built from source at the version the autoscaling role pins (a real build);
 - the pre-pull sidecar's curl image and the load test's busybox image: TEST STAND-INS made of
   Debian's curl and busybox-static;
-- Docker Model Runner: a TEST STAND-IN (tests/standins/cmd/model-runner) until the real runner
-  is built here;
+- Docker Model Runner: the real one, built from its Go module with llama-server
+  (modelrunner.py), at the version versions.json pins, which the role's image tag must name;
 - the chatbot's go-backend and react-frontend: TEST STAND-INS (tests/standins), built into the
   local Docker image store only (never over an image of the same name that is not ours), so the
   chatbot role's own loading path puts them on the nodes.
@@ -18,7 +18,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from . import engine, images
+from . import engine, images, modelrunner
 from testcluster import build as sim
 from .common import KIND_CACHE, REPO, die, log, run
 
@@ -115,7 +115,11 @@ def build_all(host: str, metrics_server: Path) -> tuple[list[str], list[str]]:
         "FROM scratch", "COPY rootfs/ /", "ENV PATH=/bin",
         f'LABEL {images.STANDIN_LABEL}="TEST STAND-IN for {n["loadtest"]}"',
         'CMD ["sh"]']) + "\n", bb)
-    standin_image(host, "model-runner", n["model-runner"])
+    if n["model-runner"] != modelrunner.image_tag():
+        die(f"model_runner_image in roles/model_runner/defaults/main.yml is {n['model-runner']}, but "
+            f"the runner built here is {modelrunner.image_tag()} (versions.json docker_model_runner): "
+            "make them agree")
+    modelrunner.build_image(host)
     chatbot = []
     for name in ("go-backend", "react-frontend"):
         tag = n[name]

@@ -1,9 +1,9 @@
 """Faults on the real kind cluster: real pods, a real volume, a real node that stops.
 
 - A deploy killed (SIGKILL) while the model runner's pod starts again on its volume: a re-run
-  converges, the next changes nothing, and a file written into the volume before is still there,
-  read from inside the new pod. The re-run is made with -vvv: neither the API key nor its base64
-  form appears in its output.
+  converges, the next changes nothing, and the model the real runner pulled before is still on the
+  volume: the new pod's pre-pull sidecar finds it and the registry serves no blob again. The
+  re-run is made with -vvv: neither the API key nor its base64 form appears in its output.
 - A worker stopped (`docker stop`): the chatbot's pods come back on the other worker; a run stops
   before any change with a message that names the node and the model runner's ReadWriteOnce volume
   stored on it, and `playbooks/diagnose.yml` reports the node NotReady; after `docker start` (and
@@ -15,7 +15,6 @@ NODE_FAILURE_ARGS); Kubernetes' defaults, Docker Desktop's included, take about 
 import base64
 import json
 import os
-import secrets
 import signal
 import subprocess
 import sys
@@ -25,12 +24,15 @@ import pytest
 
 from ai_stack_testlib import ROOT, kill_when, load_yaml, run_playbook, start_playbook
 
+sys.path.insert(0, str(ROOT / "tools"))
+from kindcluster import localmodel  # noqa: E402
+
 RUNNER = load_yaml(ROOT / "roles/model_runner/defaults/main.yml")["model_runner_name"]
-MODELS_PATH = load_yaml(ROOT / "roles/model_runner/defaults/main.yml")["model_runner_models_path"]
 CLAIM = load_yaml(ROOT / "roles/storage/defaults/main.yml")["storage_pvc_name"]
 _CHATBOT = load_yaml(ROOT / "roles/chatbot/defaults/main.yml")
 CHATBOT = [_CHATBOT["chatbot_backend_name"], _CHATBOT["chatbot_frontend_name"]]
-MARKER = f"{MODELS_PATH}/ai-stack-fault-test-marker"
+# The local cluster's model and registry (tools/kindcluster/localmodel.py), as `make deploy` uses them.
+LOCAL_MODEL = json.dumps(localmodel.deploy_vars())
 
 
 def kubectl(env: dict, *args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -39,8 +41,8 @@ def kubectl(env: dict, *args: str, check: bool = True) -> subprocess.CompletedPr
 
 
 def deploy(ns: str, api_key: str, env: dict, *args: str):
-    return run_playbook("site.yml", "-e", f"ai_stack_namespace={ns}", *args, api_key=api_key, extra_env=env,
-                        timeout=900)
+    return run_playbook("site.yml", "-e", f"ai_stack_namespace={ns}", "-e", LOCAL_MODEL, *args, api_key=api_key,
+                        extra_env=env, timeout=900)
 
 
 def pods(env: dict, ns: str, app: str) -> list[dict]:
@@ -59,12 +61,14 @@ def runner_pod(env: dict, ns: str) -> dict:
     return running[0]
 
 
-def in_runner(env: dict, ns: str, pod: dict, *args: str) -> subprocess.CompletedProcess:
-    """The stand-in's own subcommand (write-file, read-file) in the runner's container: the image
-    has no shell."""
-    container = next(c["name"] for c in pod["spec"]["containers"]
-                     if any(e["name"] == "MODELS_PATH" for e in c.get("env", [])))
-    return kubectl(env, "-n", ns, "exec", pod["metadata"]["name"], "-c", container, "--", "/app", *args, check=False)
+def prepull_log(env: dict, ns: str, pod: dict) -> str:
+    return kubectl(env, "-n", ns, "logs", pod["metadata"]["name"], "-c", "model-prepull").stdout
+
+
+def registry_blob_gets() -> int:
+    """Blob downloads of the model the registry served so far (its access log)."""
+    r = docker("logs", localmodel.CONTAINER)
+    return (r.stdout + r.stderr).count(f"GET /v2/{localmodel.MODEL.split(':')[0]}/blobs/")
 
 
 def test_deploy_killed_while_the_runner_restarts_keeps_the_volume_and_no_key_leaks(
@@ -75,15 +79,15 @@ def test_deploy_killed_while_the_runner_restarts_keeps_the_volume_and_no_key_lea
     claims = kube.resources.get(api_version="v1", kind="PersistentVolumeClaim")
     claim = claims.get(namespace=ns, name=CLAIM)
     before = runner_pod(env, ns)
-    token = secrets.token_hex(8)
-    wrote = in_runner(env, ns, before, "write-file", MARKER, token)
-    assert wrote.returncode == 0, wrote.stdout + wrote.stderr
+    assert f"Model {localmodel.MODEL} is present" in prepull_log(env, ns, before)
+    served = registry_blob_gets()
 
     # Give the next run something to do: the runner's Deployment (and so its pod) is gone; the
     # run is killed once it has made the Deployment again, while the new pod starts on the volume.
     kubectl(env, "-n", ns, "delete", "deployment", RUNNER, "--wait=true")
     deployments = kube.resources.get(api_version="apps/v1", kind="Deployment")
-    kill_when(start_playbook("site.yml", "-e", f"ai_stack_namespace={ns}", api_key=api_key, extra_env=env),
+    kill_when(start_playbook("site.yml", "-e", f"ai_stack_namespace={ns}", "-e", LOCAL_MODEL, api_key=api_key,
+                             extra_env=env),
               lambda: any(d.metadata.name == RUNNER for d in deployments.get(namespace=ns).items),
               signal.SIGKILL, "the model runner's Deployment", ns)
 
@@ -96,8 +100,9 @@ def test_deploy_killed_while_the_runner_restarts_keeps_the_volume_and_no_key_lea
 
     after = runner_pod(env, ns)
     assert after["metadata"]["uid"] != before["metadata"]["uid"]
-    read = in_runner(env, ns, after, "read-file", MARKER)
-    assert read.returncode == 0 and read.stdout == token, read.stdout + read.stderr
+    log = prepull_log(env, ns, after)
+    assert f"Model {localmodel.MODEL} is present" in log and "Pulling" not in log, log
+    assert registry_blob_gets() == served
     assert claims.get(namespace=ns, name=CLAIM).metadata.uid == claim.metadata.uid
 
 
@@ -168,8 +173,8 @@ def test_worker_stopped_chatbot_moves_and_the_runner_volume_is_named(kube, temp_
     assert f"Nodes not Ready: {node}" in message, message
     assert (f"The volume {volume} (ReadWriteOnce) of claim {ns}/{CLAIM} is stored on {node} only" in message), message
     # diagnose (read-only) names the node too, and exits non-zero.
-    diagnosis = run_playbook("playbooks/diagnose.yml", "-e", f"ai_stack_namespace={ns}", "-e", "diagnose_format=json",
-                             api_key=api_key, extra_env=env, timeout=300)
+    diagnosis = run_playbook("playbooks/diagnose.yml", "-e", f"ai_stack_namespace={ns}", "-e", LOCAL_MODEL,
+                             "-e", "diagnose_format=json", api_key=api_key, extra_env=env, timeout=300)
     assert diagnosis.rc != 0 and not diagnosis.changed, diagnosis.describe()
     report = json.loads(next(r.msg for r in diagnosis.task_results("Diagnose | Report the findings") if not r.skipped))
     assert f"Node/{node}" in [f["object"] for f in report["findings"] if f["id"] == "node-not-ready"], report

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"ai-stack.local/standins/internal/modelrunner"
 	"ai-stack.local/standins/internal/testhttp"
 )
 
@@ -92,27 +91,5 @@ func TestChatUpstreamErrors(t *testing.T) {
 	defer srv.Close()
 	if resp, body := testhttp.Do(t, "POST", srv.URL+"/chat", `{"message": "ping"}`); resp.StatusCode != 502 {
 		t.Errorf("unreachable LLM: %d %s", resp.StatusCode, body)
-	}
-}
-
-// TestChatAgainstModelRunner wires the backend to the model-runner stand-in.
-func TestChatAgainstModelRunner(t *testing.T) {
-	store := modelrunner.NewStore(t.TempDir(), 0)
-	runner := httptest.NewServer(modelrunner.Handler(store))
-	defer runner.Close()
-	srv := httptest.NewServer(Handler(Config{LLMURL: runner.URL + "/engines/v1", Model: model}))
-	defer srv.Close()
-
-	if resp, body := testhttp.Do(t, "POST", srv.URL+"/chat", `{"message": "hello"}`); resp.StatusCode != 502 || !strings.Contains(body, "404") {
-		t.Errorf("chat before the model is pulled: %d %s", resp.StatusCode, body)
-	}
-	if _, err := store.Pull(t.Context(), model); err != nil {
-		t.Fatal(err)
-	}
-	resp, body := testhttp.Do(t, "POST", srv.URL+"/chat", `{"message": "hello"}`)
-	var out chatReply
-	if resp.StatusCode != 200 || json.Unmarshal([]byte(body), &out) != nil ||
-		out.Reply != modelrunner.ReplyPrefix+"hello" || out.Model != model {
-		t.Errorf("chat: %d %s", resp.StatusCode, body)
 	}
 }

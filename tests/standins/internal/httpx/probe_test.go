@@ -25,6 +25,14 @@ func TestProbeGetAndPost(t *testing.T) {
 	if rc := Probe([]string{srv.URL, `{"a":1}`}, &out); rc != 0 || !strings.Contains(out.String(), `POST application/json {"a":1}`) {
 		t.Fatalf("POST: rc=%d out=%q", rc, out.String())
 	}
+	out.Reset()
+	if rc := Probe([]string{"-X", "DELETE", "-t", "10", srv.URL}, &out); rc != 0 || !strings.Contains(out.String(), "status=418 body=DELETE") {
+		t.Fatalf("DELETE: rc=%d out=%q", rc, out.String())
+	}
+	out.Reset()
+	if rc := Probe([]string{"-t", "0", srv.URL}, &out); rc != 64 {
+		t.Fatalf("-t 0: rc=%d out=%q", rc, out.String())
+	}
 }
 
 func TestProbeNoAnswer(t *testing.T) {
@@ -50,26 +58,11 @@ func TestSubcommandIfAsked(t *testing.T) {
 	if called != -1 {
 		t.Fatal("ran without a subcommand")
 	}
-	for _, sub := range []string{"probe", "write-file", "read-file"} {
+	for _, sub := range []string{"probe"} {
 		called = -1
 		SubcommandIfAsked([]string{"app", sub}, io.Discard, func(c int) { called = c })
 		if called != 64 {
 			t.Fatalf("%s: exit %d", sub, called)
 		}
-	}
-}
-
-func TestWriteAndReadFile(t *testing.T) {
-	path := t.TempDir() + "/marker"
-	var out bytes.Buffer
-	if rc := WriteFile([]string{path, "kept"}, &out); rc != 0 {
-		t.Fatalf("write: rc=%d out=%q", rc, out.String())
-	}
-	if rc := ReadFile([]string{path}, &out); rc != 0 || out.String() != "kept" {
-		t.Fatalf("read: rc=%d out=%q", rc, out.String())
-	}
-	out.Reset()
-	if rc := ReadFile([]string{path + ".missing"}, &out); rc != 1 {
-		t.Fatalf("missing: rc=%d out=%q", rc, out.String())
 	}
 }
