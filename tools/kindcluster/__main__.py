@@ -147,6 +147,8 @@ def cmd_status(_args) -> int:
     if not KUBECONFIG.exists():
         kind.export_kubeconfig()
     ok, why = kind.health()
+    if ok and localmodel.address(host) is None:
+        ok, why = False, f"the model registry {localmodel.CONTAINER} is not running (`up` starts it)"
     log(why)
     return 0 if ok else 1
 
