@@ -5,6 +5,8 @@ kube-network-policies enforcing); here: which pods each policy selects, and whic
 it opens, for the defaults and for tests/fixtures/nondefault_vars.yml (other names, ports, host mode).
 """
 
+from urllib.parse import urlsplit
+
 import pytest
 
 
@@ -108,7 +110,11 @@ def test_model_runner_egress_is_the_registry(rendered):
     r = rendered
     registry = policies(r)[r.expected("model_runner_name")]["spec"]["egress"][1]
     assert registry["to"] == [{"ipBlock": {"cidr": c}} for c in r.expected("network_policy_model_registry_cidrs")]
-    assert registry["ports"] == [{"port": p, "protocol": "TCP"} for p in r.expected("network_policy_model_registry_ports")]
+    # HTTPS (Docker Hub), then each registry mirror's own port.
+    mirrors = r.expected("model_runner_registry_mirrors")
+    ports = list(dict.fromkeys([443] + [urlsplit(m).port or {"http": 80, "https": 443}[urlsplit(m).scheme]
+                                        for m in mirrors]))
+    assert registry["ports"] == [{"port": p, "protocol": "TCP"} for p in ports]
 
 
 @pytest.mark.parametrize("labels, expected", [

@@ -79,7 +79,8 @@ def cmd_up(_args) -> int:
                 kind.delete()
     else:
         log("first run: building kind, Kubernetes and the node image from source "
-            "(about 30 min on 2 cores; cached afterwards)")
+            "(about 30 min on 2 cores, more for Docker Model Runner's llama-server and the model "
+            "registry; cached afterwards)")
     b = gobuild.binaries()
     if not healthy:
         b, published, base = build_all(host)
