@@ -2,7 +2,8 @@
 through the project's own variables, named by diagnose with the variable to change, then fixed the
 same way, after which diagnose reports no findings.
 
-- A memory limit below what the real Docker Model Runner needs: the kernel really OOM-kills it.
+- A memory limit below what the real Docker Model Runner needs once it loads the model for a chat:
+  the kernel really OOM-kills it.
 - A startup probe that gives up before the model is there: the kubelet really kills the runner
   (here the model never arrives, because the name is not in the local registry, so any budget is
   too short) and it crash-loops.
@@ -27,7 +28,8 @@ sys.path.insert(0, str(ROOT / "tools"))
 from kindcluster import localmodel  # noqa: E402
 from kindcluster.common import NODE_NAMES  # noqa: E402
 
-RUNNER = load_yaml(ROOT / "roles/model_runner/defaults/main.yml")["model_runner_name"]
+_RUNNER = load_yaml(ROOT / "roles/model_runner/defaults/main.yml")
+RUNNER, RUNNER_PORT = _RUNNER["model_runner_name"], _RUNNER["model_runner_port"]
 _CHATBOT = load_yaml(ROOT / "roles/chatbot/defaults/main.yml")
 BACKEND, BACKEND_IMAGE = _CHATBOT["chatbot_backend_name"], _CHATBOT["chatbot_backend_image"]
 LOCAL_MODEL = json.dumps(localmodel.deploy_vars())
@@ -110,17 +112,26 @@ def terminated_reason(pod, container):
 
 def test_runner_oom_killed_then_fixed(stack):
     ns, key, env = stack["ns"], stack["key"], stack["env"]
-    tight = {"model_runner_resources": {"requests": {"cpu": "100m", "memory": "12Mi"},
-                                        "limits": {"cpu": "1", "memory": "12Mi"}}}
-    run = deploy(ns, key, env, "-e", json.dumps(tight), "-e", "model_runner_wait=false")
+    tight = {"model_runner_resources": {"requests": {"cpu": "100m", "memory": "8Mi"},
+                                        "limits": {"cpu": "1", "memory": "8Mi"}}}
+    run = deploy(ns, key, env, "-e", json.dumps(tight))
     assert run.rc == 0, run.describe()
+    # The runner itself idles in about 5Mi (it starts under 8Mi; under 4Mi runc cannot even start it),
+    # and answered a chat under 12Mi: at 8Mi, starting llama-server and loading the model for a chat
+    # is more than the limit holds: the kernel kills the container (the kubelet sets memory.oom.group).
+    backend = pods(env, ns, BACKEND)[0]["metadata"]["name"]
+    chat = json.dumps({"model": localmodel.MODEL, "messages": [{"role": "user", "content": "Hi"}]})
+    subprocess.run(["kubectl", f"--kubeconfig={env['K8S_AUTH_KUBECONFIG']}", f"--context={env['K8S_AUTH_CONTEXT']}",
+                    "-n", ns, "exec", backend, "--", "/app", "probe", "-t", "60",
+                    f"http://{RUNNER}:{RUNNER_PORT}/engines/v1/chat/completions", chat],
+                   capture_output=True, text=True, timeout=120, check=False)
     wait_for("the runner OOMKilled", lambda: any(terminated_reason(p, "model-runner") == "OOMKilled"
-                                                 for p in pods(env, ns, RUNNER)))
+                                                 for p in pods(env, ns, RUNNER)), timeout=120)
     diagnosis, report = diagnose(ns, env)
     assert diagnosis.rc != 0 and not diagnosis.changed, diagnosis.describe()
     found = finding(report, "oom-killed")
     assert found["variable"] == "model_runner_resources.limits.memory", found
-    assert "12Mi" in found["cause"], found
+    assert "8Mi" in found["cause"], found
 
     fixed = deploy(ns, key, env)
     assert fixed.rc == 0, fixed.describe()
