@@ -66,7 +66,11 @@ def test_the_validation_pass_knows_every_role_and_its_tags():
     declared = play["vars"]["__site_roles"]
     assert list(declared) == list(listed)
     for role, tags in listed.items():
-        extra = {"loadtest"} if role == "autoscaling" else set()
+        extra = {"loadtest"} if role == "autoscaling" else set()  # tuning: its tags are its post-tasks' own
         assert set(declared[role]) == set(tags) | extra, role
     post = [t for t in play["post_tasks"] if "loadtest" in t.get("tags", [])]
     assert post and post[0]["ansible.builtin.include_role"]["name"] == "autoscaling"
+    for tag in ("calibrate", "rightsize"):
+        (post,) = [t for t in play["post_tasks"] if tag in t.get("tags", [])]
+        assert post["tags"] == [tag, "never"] and post["ansible.builtin.include_role"] == {
+            "name": "tuning", "tasks_from": tag, "apply": {"tags": [tag]}}

@@ -24,7 +24,7 @@ GOOD = {"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"cpu": "1", "m
 def test_every_filter_is_registered():
     assert set(stack.FilterModule().filters()) == {
         "resources_errors", "probe_errors", "image_errors", "data_checksum", "retries", "tags_select", "roles_for_tags",
-        "hpa_scale_out_reason"}
+        "hpa_scale_out_reason", "hpa_sample", "hpa_samples_table"}
     assert "merge_workloads" in cluster.FilterModule().filters()
 
 
@@ -288,3 +288,18 @@ def test_hpa_scale_out_reason_gives_the_cpu_against_the_target():
 @pytest.mark.parametrize("hpa", [None, {}, {"status": {}}, {"spec": _HPA_SPEC, "status": {"currentMetrics": None}}])
 def test_hpa_scale_out_reason_without_status(hpa):
     assert stack.hpa_scale_out_reason(hpa).startswith("the HPA reports no current metrics yet")
+
+
+def test_hpa_sample_reads_replicas_and_cpu_utilisation():
+    hpa = {"status": {"currentReplicas": 2, "desiredReplicas": 3, "currentMetrics": [
+        {"type": "Resource", "resource": {"name": "cpu", "current": {"averageUtilization": 143, "averageValue": "143m"}}}]}}
+    assert stack.hpa_sample(hpa, "1767261600.5") == {"time": 1767261600.5, "current": 2, "desired": 3, "cpu": 143}
+    # a new HPA has no metrics yet; a missing one (an empty lookup) gives zeros
+    assert stack.hpa_sample({"status": {"currentReplicas": 1, "desiredReplicas": 1}}, 1)["cpu"] is None
+    assert stack.hpa_sample([], 2) == {"time": 2.0, "current": 0, "desired": 0, "cpu": None}
+
+
+def test_hpa_samples_table_lines():
+    samples = [{"time": 110.0, "current": 1, "desired": 3, "cpu": 180}, {"time": 105.0, "current": 1, "desired": 1, "cpu": None}]
+    assert stack.hpa_samples_table(samples, 100) == ["    5.0 s  replicas 1 -> 1  CPU -", "   10.0 s  replicas 1 -> 3  CPU 180 %"]
+    assert stack.hpa_samples_table(samples)[0].startswith("    0.0 s") and stack.hpa_samples_table([]) == []
