@@ -61,7 +61,15 @@ def test_samples_time_each_start_from_the_container_start():
     assert [s["uid"] for s in samples] == ["a", "b"]  # oldest first
     assert [s["load_seconds"] for s in samples] == [38, 45]
     assert [s["pod_seconds"] for s in samples] == [41, 49]
-    assert all(s["measured_from"] == "container start" for s in samples)
+    assert all(s["measured_from"] == "container's start" for s in samples)
+
+
+def test_calibrate_table_lines():
+    pod = runner_pod("r", "2026-01-01T10:00:00Z", "2026-01-01T10:10:05Z", "2026-01-01T10:10:40Z", restarts=1)
+    (line,) = tf.calibrate_table(tf.calibrate_samples([pod]))
+    assert line == ("docker-model-runner-5d9c7b-r: created 2026-01-01T10:00:00Z, container started 2026-01-01T10:10:05Z, "
+                    "Ready 2026-01-01T10:10:40Z: load time 640 s (from the pod's creation (the container was restarted "
+                    "during its start)), 640 s from the pod's creation, restarted 1x")
 
 
 def test_samples_skip_old_unready_deleting_and_repeated_pods():
@@ -78,7 +86,7 @@ def test_a_restarted_start_is_timed_from_the_pod_creation():
     pod = runner_pod("r", "2026-01-01T10:00:00Z", "2026-01-01T10:10:05Z", "2026-01-01T10:10:40Z", restarts=1)
     (sample,) = tf.calibrate_samples([pod])
     assert sample["load_seconds"] == 640 and sample["restarts"] == 1
-    assert sample["measured_from"].startswith("pod creation")
+    assert sample["measured_from"].startswith("pod's creation")
 
 
 def test_samples_of_a_sidecar_by_name():

@@ -105,10 +105,17 @@ def calibrate_samples(pods, container="model-runner", exclude_uids=None):
             "load_seconds": max(0, int((ready_at - load_from).total_seconds())),
             "pod_seconds": max(0, int((ready_at - created).total_seconds())),
             "restarts": restarts,
-            "measured_from": "pod creation (the container was restarted during its start)" if restarts
-            else "container start",
+            "measured_from": "pod's creation (the container was restarted during its start)" if restarts
+            else "container's start",
         })
     return out
+
+
+def calibrate_table(samples):
+    """The measured starts as report lines: pod, created, container started, Ready, both durations."""
+    return [f"{s['pod']}: created {s['created']}, container started {s['started']}, Ready {s['ready']}: "
+            f"load time {s['load_seconds']} s (from the {s['measured_from']}), {s['pod_seconds']} s from "
+            f"the pod's creation" + (f", restarted {s['restarts']}x" if s.get("restarts") else "") for s in samples or []]
 
 
 def _probe(values, name):
@@ -300,6 +307,7 @@ class FilterModule:
         return {
             "calibrate_samples": calibrate_samples,
             "probe_recommendation": probe_recommendation,
+            "calibrate_table": calibrate_table,
             "rightsize_series": rightsize_series,
             "rightsize_recommendation": rightsize_recommendation,
             "k8s_percentile": percentile,
