@@ -51,6 +51,8 @@ def _render(title, panels, ncols=1):
                 ax.set_ylabel(panel.get("ylabel", ""))
                 ax.set_xlabel(panel.get("xlabel", ""))
                 ax.set_ylim(bottom=0)
+                if panel.get("xlim") and panel["xlim"][1] > panel["xlim"][0]:
+                    ax.set_xlim(*panel["xlim"])
                 ax.grid(True, alpha=0.3)
                 if ax.get_legend_handles_labels()[0]:
                     ax.legend(fontsize=7, loc="best")
@@ -80,7 +82,7 @@ def loadtest_chart_svg(samples, target_percent, cpu_request_cores, title="Load t
     xlabel = f"seconds since {start:%Y-%m-%d %H:%M:%S} UTC"
     cpu = [(x, s["cpu"]) for x, s in zip(xs, rows) if s.get("cpu") is not None]
     request_m = float(cpu_request_cores) * 1000
-    return _render(title, [
+    panels = [
         {"title": "Replicas", "ylabel": "replicas", "xlabel": xlabel, "lines": [
             {"label": "current", "x": xs, "y": [int(s.get("current") or 0) for s in rows], "step": True},
             {"label": "desired", "x": xs, "y": [int(s.get("desired") or 0) for s in rows], "step": True, "style": "--"}]},
@@ -90,7 +92,10 @@ def loadtest_chart_svg(samples, target_percent, cpu_request_cores, title="Load t
         {"title": "CPU requested by the backend (replicas x request)", "ylabel": "millicores", "xlabel": xlabel, "lines": [
             {"label": f"{request_m:g}m x current replicas", "x": xs,
              "y": [int(s.get("current") or 0) * request_m for s in rows], "step": True}]},
-    ])
+    ]
+    for panel in panels:  # one time axis for the three panels
+        panel["xlim"] = (0, max(xs))
+    return _render(title, panels)
 
 
 def rightsize_chart_svg(series, recommendation, title="Right-sizing"):

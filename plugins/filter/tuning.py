@@ -268,7 +268,7 @@ def rightsize_recommendation(series, current, request_percentile=90, request_mar
             row["kept"] = True
             rows.append(row)
             reasons.append(f"{variable}: no usage sample of container {s['container']} in {s['workload']} "
-                           "(not running during the window): kept as it is.")
+                           "(not running, or not reported by the metrics API, during the window): kept as it is.")
             continue
         rec = {"requests": {}, "limits": {}}
         for resource in ("cpu", "memory"):
