@@ -254,3 +254,19 @@ def test_recommendation_refuses_inconsistent_settings(kwargs, message):
     series = tf.rightsize_series(samples_of_backend(["50m"] * 3, ["20Mi"] * 3), WORKLOADS[1:2])
     with pytest.raises(ValueError, match=message):
         tf.rightsize_recommendation(series, CURRENT, **kwargs)
+
+
+def test_recommended_vars_file_text_is_marked_commented_and_valid_yaml():
+    import yaml
+
+    values = {"model_runner_startup_probe": {"period_seconds": 10, "failure_threshold": 8, "timeout_seconds": 5},
+              "chatbot_backend_resources": {"requests": {"cpu": "47m", "memory": "35Mi"},
+                                            "limits": {"cpu": "61m", "memory": "45Mi"}}}
+    text = tf.recommended_vars_text(values, "# Recommended by ai-stack (roles/tuning):", ["Title.", "Use it with -e @x."],
+                                    ["word " * 40, "short"])
+    lines = text.splitlines()
+    assert lines[0] == "# Recommended by ai-stack (roles/tuning):" and lines[1] == "# Title."
+    assert all(len(line) <= 114 for line in lines)
+    assert "#   word" in text and "# short" in text and "\n---\n" in text
+    assert yaml.safe_load(text) == values
+    assert list(yaml.safe_load(text)) == list(values)  # the order given

@@ -145,6 +145,7 @@ def probe_recommendation(samples, startup_probe, readiness_probe, buffer_percent
     loads = sorted(int(s["load_seconds"]) for s in samples)
     worst = loads[-1]
     median = loads[len(loads) // 2] if len(loads) % 2 else (loads[len(loads) // 2 - 1] + loads[len(loads) // 2]) / 2
+    median = int(median) if median == int(median) else median
     buffer = max(worst * float(buffer_percent) / 100, float(min_buffer_seconds))
     budget = worst + buffer
     period = startup["period_seconds"]
@@ -300,6 +301,37 @@ def rightsize_recommendation(series, current, request_percentile=90, request_mar
     return {"values": values, "rows": rows, "reasons": reasons}
 
 
+def recommended_vars_text(values, marker, header, reasons, width=110):
+    """The text of a recommended vars file: ``marker`` as the first line (the role overwrites only files that
+    start with it), the ``header`` and ``reasons`` lines as comments (wrapped at ``width``), then ``values``
+    (project variable -> value) as one YAML document, in the order given."""
+    import textwrap
+
+    import yaml  # on first use: the plugin must load without it (tests/test_filters.py)
+
+    lines = [marker] + [f"# {h}" for h in header] + ["#"]
+    for reason in reasons:
+        wrapped = textwrap.wrap(str(reason), width=width, break_long_words=False, break_on_hyphens=False) or [""]
+        lines += [f"# {wrapped[0]}"] + [f"#   {w}" for w in wrapped[1:]]
+    body = yaml.safe_dump(_plain(values), default_flow_style=False, sort_keys=False, width=1000)
+    return "\n".join(lines) + "\n---\n" + body
+
+
+def _plain(value):
+    """Ansible's lazy containers and unsafe strings as plain dicts, lists and str (for yaml.safe_dump)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    return str(value)
+
+
 class FilterModule:
     """Probe calibration and right-sizing (roles/tuning)."""
 
@@ -311,4 +343,5 @@ class FilterModule:
             "rightsize_series": rightsize_series,
             "rightsize_recommendation": rightsize_recommendation,
             "k8s_percentile": percentile,
+            "recommended_vars_text": recommended_vars_text,
         }

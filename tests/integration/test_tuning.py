@@ -92,8 +92,9 @@ def test_calibrate_times_each_restart_from_the_pods_timestamps(kube, stack):
     assert len(now) == 1 and now[0].metadata.uid not in before, [p.metadata.name for p in now]
 
     text, values = read_vars_file(stack["reports"] / f"calibrate-{ns}.yml")
+    unwrapped = text.replace("\n#   ", " ")  # long comment lines are wrapped, continued with "#   "
     starts = re.findall(r"^# (docker-model-runner-\S+): created (\S+), container started (\S+), Ready (\S+): "
-                        r"load time (\d+) s \(from the container's start\), (\d+) s from the pod's creation$", text, re.M)
+                        r"load time (\d+) s \(from the container's start\), (\d+) s from the pod's creation$", unwrapped, re.M)
     assert len(starts) == 2, text
     # The last start is the pod that runs now: the file quotes its own timestamps.
     pod = now[0]
