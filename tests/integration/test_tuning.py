@@ -12,7 +12,8 @@ the Deployment controller, scheduled by the scheduler), the pods' creationTimest
   probe caused are covered by the unit tests' fixtures (tests/test_tuning.py);
 - the usage: metrics-server scrapes KWOK, which reports the `kwok.x-k8s.io/usage-cpu` / `-memory` annotations for
   every container of the pod (the runner's pre-pull sidecar is not reported at all).
-Every assertion compares the vars file with objects read from the API server, not with the run's output text.
+Every assertion compares the files with objects read from the API server, not with the run's output text. The
+last test runs the load test (`--tags loadtest`) on the same stack and checks its report and chart.
 """
 
 import json
@@ -178,3 +179,35 @@ def test_rightsize_recommends_from_the_metrics_api(kube, stack):
     # Read-only: no Deployment changed.
     assert {d.metadata.name: d.metadata.generation for d in kube.resources.get(
         api_version="apps/v1", kind="Deployment").get(namespace=ns).items} == generations
+
+
+def test_loadtest_chart_and_report_follow_the_hpa(kube, stack):
+    """SIMULATION: the load test's Job pods do not run on KWOK nodes, so the load is played by raising the running
+    backend pod's `kwok.x-k8s.io/usage-cpu` annotation to 300m (3x its 100m request); metrics-server and the HPA
+    controller are real and scale the real Deployment."""
+    ns = stack["namespace"]
+    pods = kube.resources.get(api_version="v1", kind="Pod")
+    (backend,) = [p for p in pods.get(namespace=ns, label_selector="app=go-backend").items
+                  if not p.metadata.deletionTimestamp]
+    pods.patch(namespace=ns, name=backend.metadata.name, content_type="application/merge-patch+json",
+               body={"metadata": {"annotations": {"kwok.x-k8s.io/usage-cpu": "300m"}}})
+    run = tuning(stack, "loadtest", "-e", "autoscaling_loadtest_scale_out_timeout=180")
+    assert run.rc == 0, run.describe()
+    hpa = kube.resources.get(api_version="autoscaling/v2", kind="HorizontalPodAutoscaler").get(namespace=ns, name="backend-hpa")
+    assert hpa.status.desiredReplicas > 1, hpa.status
+    report = (stack["reports"] / f"loadtest-{ns}.txt").read_text().splitlines()
+    samples = [re.match(r"^\s*([0-9.]+) s  replicas (\d+) -> (\d+)  CPU (\S+)", line) for line in report]
+    samples = [m.groups() for m in samples if m]
+    assert samples, report
+    # The last sample: the HPA wanted more than minReplicas and had them, as the cluster shows now.
+    _, current, desired, _ = samples[-1]
+    assert int(desired) > 1 and int(current) >= int(desired), samples
+    assert hpa.status.currentReplicas >= int(current), (samples, hpa.status)
+    events = kube.resources.get(api_version="v1", kind="Event").get(
+        namespace=ns, field_selector="involvedObject.kind=HorizontalPodAutoscaler,reason=SuccessfulRescale").items
+    assert events and all(e.message in report[1] for e in events), (report[1], [e.message for e in events])
+    chart = (stack["reports"] / f"loadtest-{ns}.svg").read_text()
+    for words in (f"Load test of {ns}/backend-hpa", "Replicas", "HPA target 70 %", "100m x current replicas"):
+        assert words in chart, words
+    summary = run.task_results("summary | Print where this run's reports, charts and recommended vars files are")
+    assert summary and f"loadtest-{ns}.svg" in summary[0].msg and f"loadtest-{ns}.txt" in summary[0].msg
