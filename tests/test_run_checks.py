@@ -66,7 +66,29 @@ def test_the_validation_pass_knows_every_role_and_its_tags():
     declared = play["vars"]["__site_roles"]
     assert list(declared) == list(listed)
     for role, tags in listed.items():
-        extra = {"loadtest"} if role == "autoscaling" else set()
+        extra = {"loadtest"} if role == "autoscaling" else set()  # tuning: its tags are its post-tasks' own
         assert set(declared[role]) == set(tags) | extra, role
     post = [t for t in play["post_tasks"] if "loadtest" in t.get("tags", [])]
     assert post and post[0]["ansible.builtin.include_role"]["name"] == "autoscaling"
+    for tag in ("calibrate", "rightsize"):
+        (post,) = [t for t in play["post_tasks"] if tag in t.get("tags", [])]
+        assert post["tags"] == [tag, "never"] and post["ansible.builtin.include_role"] == {
+            "name": "tuning", "tasks_from": tag, "apply": {"tags": [tag]}}
+
+
+def test_calibrate_and_rightsize_run_only_when_asked():
+    """The tuning role (its entry points restart the model runner, or sample for minutes) is validated and run
+    only under its own tags: never in a plain run, nor under another tag."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("stack_filters", ROOT / "plugins" / "filter" / "stack.py")
+    stack = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(stack)
+    play = [p for p in load_yaml(ROOT / "site.yml") if p.get("roles")][0]
+    roles = play["vars"]["__site_roles"]
+    assert "tuning" not in stack.roles_for_tags(roles, ["all"], [])
+    assert "tuning" not in stack.roles_for_tags(roles, ["loadtest"], [])
+    assert stack.roles_for_tags(roles, ["calibrate"], []) == ["cluster", "tuning"]
+    assert stack.roles_for_tags(roles, ["rightsize"], []) == ["cluster", "tuning"]
+    first = [p for p in load_yaml(ROOT / "site.yml") if not p.get("roles")][0]
+    assert {"calibrate", "rightsize"} <= set(first["vars"]["__site_tags"])

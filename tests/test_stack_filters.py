@@ -24,7 +24,7 @@ GOOD = {"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"cpu": "1", "m
 def test_every_filter_is_registered():
     assert set(stack.FilterModule().filters()) == {
         "resources_errors", "probe_errors", "image_errors", "data_checksum", "retries", "tags_select", "roles_for_tags",
-        "hpa_scale_out_reason", "url_ports"}
+        "hpa_scale_out_reason", "url_ports", "hpa_sample", "hpa_samples_table"}
     assert "merge_workloads" in cluster.FilterModule().filters()
 
 
@@ -303,3 +303,18 @@ def test_url_ports(urls, ports):
 def test_url_ports_refuses_what_is_not_an_http_url():
     with pytest.raises(ValueError, match="not an http"):
         stack.url_ports(["registry.local:5000"])
+
+
+def test_hpa_sample_reads_replicas_and_cpu_utilisation():
+    hpa = {"status": {"currentReplicas": 2, "desiredReplicas": 3, "currentMetrics": [
+        {"type": "Resource", "resource": {"name": "cpu", "current": {"averageUtilization": 143, "averageValue": "143m"}}}]}}
+    assert stack.hpa_sample(hpa, "1767261600.5") == {"time": 1767261600.5, "current": 2, "desired": 3, "cpu": 143}
+    # a new HPA has no metrics yet; a missing one (an empty lookup) gives zeros
+    assert stack.hpa_sample({"status": {"currentReplicas": 1, "desiredReplicas": 1}}, 1)["cpu"] is None
+    assert stack.hpa_sample([], 2) == {"time": 2.0, "current": 0, "desired": 0, "cpu": None}
+
+
+def test_hpa_samples_table_lines():
+    samples = [{"time": 110.0, "current": 1, "desired": 3, "cpu": 180}, {"time": 105.0, "current": 1, "desired": 1, "cpu": None}]
+    assert stack.hpa_samples_table(samples, 100) == ["    5.0 s  replicas 1 -> 1  CPU -", "   10.0 s  replicas 1 -> 3  CPU 180 %"]
+    assert stack.hpa_samples_table(samples)[0].startswith("    0.0 s") and stack.hpa_samples_table([]) == []

@@ -161,6 +161,32 @@ def url_ports(urls):
     return ports
 
 
+def hpa_sample(hpa, time):
+    """One point of the load test's chart from an HPA (autoscaling/v2) as read at ``time`` (epoch seconds):
+    {time, current, desired, cpu}; cpu is the HPA's current average CPU utilisation in % of the request,
+    None while it has no metrics. An HPA that is not there (an empty lookup) gives zeros."""
+    hpa = hpa if isinstance(hpa, dict) else {}
+    status = hpa.get("status") or {}
+    cpu = None
+    for metric in status.get("currentMetrics") or []:
+        resource = metric.get("resource") or {}
+        if resource.get("name") == "cpu" and (resource.get("current") or {}).get("averageUtilization") is not None:
+            cpu = int(resource["current"]["averageUtilization"])
+    return {"time": float(time), "current": int(status.get("currentReplicas") or 0),
+            "desired": int(status.get("desiredReplicas") or 0), "cpu": cpu}
+
+
+def hpa_samples_table(samples, start=None):
+    """The load test's samples (hpa_sample) as report lines: seconds from ``start`` (else the first
+    sample), current and desired replicas, CPU utilisation ('-' without metrics)."""
+    rows = sorted(samples or [], key=lambda r: float(r["time"]))
+    if not rows:
+        return []
+    origin = float(start) if start not in (None, "") else float(rows[0]["time"])
+    return [f"{float(r['time']) - origin:7.1f} s  replicas {r['current']} -> {r['desired']}  CPU "
+            + (f"{r['cpu']} %" if r.get("cpu") is not None else "-") for r in rows]
+
+
 class FilterModule:
     """Filters shared by the stack's roles."""
 
@@ -173,6 +199,8 @@ class FilterModule:
             "retries": retries,
             "tags_select": tags_select,
             "roles_for_tags": roles_for_tags,
+            "hpa_sample": hpa_sample,
+            "hpa_samples_table": hpa_samples_table,
             "hpa_scale_out_reason": hpa_scale_out_reason,
             "url_ports": url_ports,
         }

@@ -34,7 +34,7 @@ def namespace_with_hpa(kube, temp_namespace):
     return temp_namespace
 
 
-def test_loadtest_job_is_removed_after_a_failed_run(kube, namespace_with_hpa, api_key):
+def test_loadtest_job_is_removed_after_a_failed_run(kube, namespace_with_hpa, api_key, tmp_path):
     jobs = kube.resources.get(api_version="batch/v1", kind="Job")
     result = run_playbook(
         "site.yml",
@@ -44,6 +44,8 @@ def test_loadtest_job_is_removed_after_a_failed_run(kube, namespace_with_hpa, ap
         f"ai_stack_namespace={namespace_with_hpa}",
         "-e",
         "autoscaling_loadtest_scale_out_timeout=10",
+        "-e",
+        f"ai_stack_report_dir={tmp_path}",
         api_key=api_key,
         extra_env=cluster_env(),
         timeout=900,
@@ -55,6 +57,11 @@ def test_loadtest_job_is_removed_after_a_failed_run(kube, namespace_with_hpa, ap
     assert "did not scale above minReplicas=1 within 10 s: " in message, message
     assert ("AbleToScale is False (FailedGetScale" in message or "reports no current metrics yet" in message), message
     assert "{" not in message and "Unknown error" not in message, message
+    # The chart is drawn on failure too (what the HPA showed: no metrics, one replica), and the message says where.
+    chart = tmp_path / f"loadtest-{namespace_with_hpa}.svg"
+    assert f"Chart: {chart}." in message, message
+    svg = chart.read_text()
+    assert "<svg" in svg and f"Load test of {namespace_with_hpa}/backend-hpa" in svg and "HPA target 70 %" in svg
     # Only the load test ran (--tags loadtest): no role's deploy tasks. The input checks (ai_stack's
     # validate entry point, then each role's validate tasks) and the cluster checks run whatever the
     # tags, and every role's argument spec is checked (Ansible tags that `always`).
