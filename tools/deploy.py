@@ -37,12 +37,20 @@ def kubeconfig_path() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".kube" / "config"
 
 
-def has_context(path: Path) -> bool:
+def read_kubeconfig(path: Path) -> dict | None:
+    """The kubeconfig as a dict; None when it is missing, unreadable or malformed."""
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except (OSError, yaml.YAMLError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def has_context(path: Path) -> bool:
+    data = read_kubeconfig(path)
+    if data is None:
         return path.exists()  # unreadable or malformed: let the playbook report it
-    return isinstance(data, dict) and bool(data.get("contexts"))
+    return bool(data.get("contexts"))
 
 
 def local_cluster() -> dict[str, str]:
@@ -67,11 +75,7 @@ def local_cluster() -> dict[str, str]:
 
 
 def current_context(path: Path) -> str | None:
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError):
-        return None
-    return data.get("current-context") if isinstance(data, dict) else None
+    return (read_kubeconfig(path) or {}).get("current-context")
 
 
 def local_model_args() -> list[str]:
