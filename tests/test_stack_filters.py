@@ -203,12 +203,37 @@ FORBIDDEN_MSG = (
 )
 
 
+# What kubernetes.core.k8s (apply) reported on kind for a Deployment whose model volume a kubectl patch
+# had turned into an emptyDir: a 422 whose field causes say "Forbidden", not a refusal.
+INVALID_MSG = (
+    'Failed to apply object: {"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":'
+    '"Deployment.apps \\"docker-model-runner\\" is invalid: [spec.template.spec.volumes[0].persistentVolumeClaim: '
+    'Forbidden: may not specify more than 1 volume type]","reason":"Invalid","details":{"causes":[{"reason":'
+    '"FieldValueForbidden","message":"Forbidden: may not specify more than 1 volume type"}]},"code":422}'
+)
+
+
+@pytest.mark.parametrize("result, expected", [
+    ({"msg": INVALID_MSG, "reason": "Unprocessable Entity"}, True),
+    ({"results": [{"failed": True, "msg": INVALID_MSG}], "msg": "One or more items failed"}, True),
+    ({"msg": "Failed to patch object: (422) Reason: Unprocessable Entity"}, True),
+    ({"msg": FORBIDDEN_MSG}, False),
+    ({"status": 403, "msg": INVALID_MSG}, False),
+    ("connection refused", False),
+    (None, False),
+])
+def test_k8s_invalid_tells_an_invalid_object_from_other_failures(result, expected):
+    assert K8S.k8s_invalid(result) is expected
+
+
 @pytest.mark.parametrize("result, expected", [
     ({"msg": FORBIDDEN_MSG}, True),
     ({"msg": "Failed to patch object: (403) Reason: Forbidden"}, True),
     ({"status": 403, "msg": ""}, True),
     ({"msg": "Max retries exceeded with url: /version (Caused by NewConnectionError('Connection refused'))"}, False),
     ({"msg": "Failed to create object: (422) Reason: Unprocessable Entity"}, False),
+    ({"msg": INVALID_MSG, "reason": "Unprocessable Entity"}, False),
+    ({"msg": INVALID_MSG, "error": 422, "status": 422}, False),
     ("nodes is forbidden: User \"bob\" cannot list resource \"nodes\"", True),
     (None, False),
 ])

@@ -279,12 +279,14 @@ def _model_runner_config_findings(deployment, stack):
     path = (readiness.get("httpGet") or {}).get("path")
     if path != want:
         out.append(_finding(
-            "readiness-passes-too-early", obj, "pods are Ready but inference can answer 503 (model not loaded)",
+            "readiness-passes-too-early", obj, "pods are Ready but chats fail until the model is there (the runner "
+            "answers 404 model not found, the backend 502; the chapter says 503)",
             f"readinessProbe.httpGet.path: {path}" if path else "the model-runner container has no HTTP readinessProbe",
             f"the readiness check passes before the model {model} is there ({path or 'no probe'} answers 200 as soon "
             f"as the server runs; /v1/models answers 200 with an empty list); only {want} proves it (404 until present)",
             "re-apply the project's Deployment, whose readiness and startup probes use GET /models/<model> "
-            "(ansible-playbook site.yml --tags model_runner); the path follows ai_stack_model_name",
+            "(ansible-playbook site.yml --tags model_runner; a Deployment edited outside the project is re-created); "
+            "the path follows ai_stack_model_name",
             "ai_stack_model_name"))
     mounts = {m.get("mountPath"): m.get("name") for m in container.get("volumeMounts") or []}
     models_path = runner.get("models_path", "/models")

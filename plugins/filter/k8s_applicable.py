@@ -16,11 +16,15 @@ role's objects in as few kubernetes.core calls as possible (the core roles).
   cluster scope`` ('' if none); ``k8s_unreachable(result)``: when the API server did not answer
   (connection refused, reset, timed out), a short reason such as ``connection refused``, else '';
   ``k8s_failed_msg(result)``: the message of a failed result or of its first failed loop item.
-  roles/ai_stack/tasks/api_error.yml turns them into one line.
+  roles/ai_stack/tasks/api_error.yml turns them into one line. ``k8s_invalid(result)``: whether it
+  is a 422 Invalid (roles/model_runner replaces a Deployment whose outside edits make the apply
+  invalid).
 """
 import re
 
-_FORBIDDEN = re.compile(r"\(403\)|\bForbidden\b|\bis forbidden:|status: 403|'status': 403|^Exception '403\b")
+# Not a bare "Forbidden": a 422's field causes say "Forbidden: may not specify more than 1 volume type".
+_FORBIDDEN = re.compile(r"\(403\)|Reason: Forbidden\b|\bis forbidden:|status: 403|'status': 403|^Exception '403\b"
+                        r'|"reason":"Forbidden"')
 _REASON = re.compile(r'[Uu]ser "[^"]*" cannot .*?(?:at the cluster scope|in the namespace "[^"]*")')
 
 
@@ -142,8 +146,10 @@ def k8s_forbidden(result):
     ...`` comes from the API server's status text."""
     if isinstance(result, dict):
         items = [result] + [i for i in result.get("results") or [] if isinstance(i, dict) and i.get("failed")]
-        if any(i.get("status") == 403 or i.get("error") == 403 for i in items):
-            return True
+        codes = [c for i in items for c in (i.get("status"), i.get("error")) if isinstance(c, int)]
+        if codes:
+            # The API server's own code decides: a 422 Invalid is not a refusal, whatever its text says.
+            return 403 in codes
     return bool(_FORBIDDEN.search(_failed_text(result)))
 
 
@@ -181,6 +187,21 @@ def k8s_unreachable(result):
     return ""
 
 
+_INVALID = re.compile(r"\(422\)|Unprocessable Entity|\"reason\":\"Invalid\"|\"code\":422")
+
+
+def k8s_invalid(result):
+    """True when a failed kubernetes.core result (dict) or message (str) is a 422 Invalid: the API server
+    refused the object as it would be after the change (for an apply: ours merged with the fields other
+    field managers own on the live object, as after a ``kubectl patch`` or ``kubectl edit``)."""
+    if isinstance(result, dict):
+        items = [result] + [i for i in result.get("results") or [] if isinstance(i, dict) and i.get("failed")]
+        codes = [c for i in items for c in (i.get("status"), i.get("error")) if isinstance(c, int)]
+        if codes:
+            return 422 in codes
+    return bool(_INVALID.search(_failed_text(result)))
+
+
 def k8s_failed_msg(result):
     """The message of a failed result, or of its first failed loop item (a loop's own msg is only
     "One or more items failed")."""
@@ -199,4 +220,5 @@ class FilterModule:
         return {"k8s_applicable": k8s_applicable, "k8s_plan": k8s_plan, "k8s_label_namespaces": k8s_label_namespaces,
                 "k8s_batches": k8s_batches, "k8s_applied": k8s_applied, "k8s_preview": k8s_preview,
                 "k8s_forbidden": k8s_forbidden, "k8s_forbidden_reason": k8s_forbidden_reason,
-                "k8s_unreachable": k8s_unreachable, "k8s_failed_msg": k8s_failed_msg}
+                "k8s_unreachable": k8s_unreachable, "k8s_failed_msg": k8s_failed_msg,
+                "k8s_invalid": k8s_invalid}

@@ -1,32 +1,36 @@
 """playbooks/diagnose.yml on real containers (kind): failures that only real pods show, each injected
-through the project's own variables, named by diagnose with the variable to change, then fixed the
-same way, after which diagnose reports no findings.
+through the project's own variables (or, where the project cannot produce it, as someone would by hand),
+named by diagnose with the variable to change, then fixed the project's way, after which diagnose
+reports no findings. Then `--tags calibrate` times the real runner's starts.
 
 - A memory limit below what the real Docker Model Runner needs once it loads the model for a chat:
   the kernel really OOM-kills it.
-- A startup probe that gives up before the model is there: the kubelet really kills the runner
-  (here the model never arrives, because the name is not in the local registry, so any budget is
-  too short) and it crash-loops.
+- A model whose pull outlasts the startup probe's budget: with the model gone from the claim and a
+  slow link to the registry (tc on the registry's container), the kubelet really kills the runner
+  mid-pull, again and again; with the default budget the same slow pull ends Ready.
 - The chatbot's image removed from the nodes (crictl rmi, pull policy Never): the new pod really
   fails with ErrImageNeverPull on a named node; the chatbot role loads the image again.
+- The runner as the chapter's manifest has it (Table 5.2 rows 4 and 5), patched into the Deployment
+  with kubectl as a user following the chapter would: no startup probe, readiness on `/` and the
+  models in an emptyDir. The pod is really Ready while its model is still downloading, and a chat
+  then fails; every new pod downloads the model again. `--tags model_runner` re-creates the
+  Deployment (a server-side apply cannot remove the emptyDir another manager set).
 The simulated cluster's diagnose tests (tests/integration/test_diagnose.py) cover what the control
 plane alone shows.
 """
 
 import json
-import os
+import re
 import secrets
 import subprocess
-import sys
 import time
 
 import pytest
+import yaml
 
 from ai_stack_testlib import ROOT, load_yaml, new_api_key, run_playbook
-
-sys.path.insert(0, str(ROOT / "tools"))
-from kindcluster import localmodel  # noqa: E402
-from kindcluster.common import NODE_NAMES  # noqa: E402
+from kindlib import docker, localmodel, registry_blob_gets, slow_registry
+from kindcluster.common import NODE_NAMES  # noqa: E402  (kindlib puts tools/ on the path)
 
 _RUNNER = load_yaml(ROOT / "roles/model_runner/defaults/main.yml")
 RUNNER, RUNNER_PORT = _RUNNER["model_runner_name"], _RUNNER["model_runner_port"]
@@ -34,6 +38,7 @@ _CHATBOT = load_yaml(ROOT / "roles/chatbot/defaults/main.yml")
 BACKEND, BACKEND_IMAGE = _CHATBOT["chatbot_backend_name"], _CHATBOT["chatbot_backend_image"]
 LOCAL_MODEL = json.dumps(localmodel.deploy_vars())
 REPORT_TASK = "Diagnose | Report the findings"
+MODEL_PATH = f"/models/{localmodel.MODEL}"
 
 
 def deploy(ns, key, env, *args):
@@ -138,36 +143,58 @@ def test_runner_oom_killed_then_fixed(stack):
     no_findings(ns, env)
 
 
-def test_startup_probe_kills_the_runner_then_fixed(stack):
+def runner_api(env, ns, method, path, body=None):
+    """A request to the runner's API from the backend's pod (the real runner image has no client)."""
+    backend = pods(env, ns, BACKEND)[0]["metadata"]["name"]
+    return subprocess.run(["kubectl", f"--kubeconfig={env['K8S_AUTH_KUBECONFIG']}", f"--context={env['K8S_AUTH_CONTEXT']}",
+                           "-n", ns, "exec", backend, "--", "/app", "probe", "-X", method, "-t", "60",
+                           f"http://{RUNNER}:{RUNNER_PORT}{path}", *([body] if body else [])],
+                          capture_output=True, text=True, timeout=120, check=False).stdout
+
+
+def chat(env, ns):
+    return runner_api(env, ns, "POST", "/engines/v1/chat/completions",
+                      json.dumps({"model": localmodel.MODEL, "messages": [{"role": "user", "content": "Hi"}]}))
+
+
+def prepull_log(env, ns, pod_name):
+    return kubectl(env, "-n", ns, "logs", pod_name, "-c", "model-prepull")
+
+
+def test_slow_model_pull_outlasts_the_startup_probe_then_fixed(stack):
     ns, key, env = stack["ns"], stack["key"], stack["env"]
-    short = {"ai_stack_model_name": "ai/not-in-the-registry:1",
-             "model_runner_startup_probe": {"period_seconds": 2, "failure_threshold": 2, "timeout_seconds": 1}}
-    run = deploy(ns, key, env, "-e", json.dumps(short), "-e", "model_runner_wait=false", "-e", "chatbot_wait=false")
-    assert run.rc == 0, run.describe()
+    short = {"model_runner_startup_probe": {"period_seconds": 2, "failure_threshold": 2, "timeout_seconds": 1}}
+    with slow_registry():
+        # The model leaves the claim, so the next pod must pull it, over the slow link (about 30 s).
+        deleted = runner_api(env, ns, "DELETE", f"/models/{localmodel.MODEL}?force=true")
+        assert deleted.startswith("status=200 "), deleted
+        run = deploy(ns, key, env, "-e", json.dumps(short), "-e", "model_runner_wait=false", "-e", "chatbot_wait=false")
+        assert run.rc == 0, run.describe()
 
-    def killed():
-        events = json.loads(kubectl(env, "-n", ns, "get", "events", "--field-selector", "reason=Killing", "-o", "json"))
-        return any("failed startup probe" in e.get("message", "") and e["involvedObject"]["name"].startswith(RUNNER)
-                   for e in events["items"])
-    wait_for("the kubelet killing the runner on its startup probe", killed)
-    diagnosis, report = diagnose(ns, env)
-    assert diagnosis.rc != 0, diagnosis.describe()
-    found = finding(report, "probe-kills-before-load")
-    assert found["variable"] == "model_runner_startup_probe.failure_threshold", found
-    assert "budget is periodSeconds x failureThreshold = 4 s" in found["cause"], found
+        def killed():
+            events = json.loads(kubectl(env, "-n", ns, "get", "events", "--field-selector", "reason=Killing", "-o", "json"))
+            return [e["involvedObject"]["name"] for e in events["items"] if "failed startup probe" in e.get("message", "")
+                    and e["involvedObject"]["name"].startswith(RUNNER)]
+        pod = wait_for("the kubelet killing the runner on its startup probe", killed)[0]
+        # It was killed while the model was on its way: the sidecar's pull had started and was downloading.
+        log = prepull_log(env, ns, pod)
+        assert f"Pulling {localmodel.MODEL}" in log and "Downloaded:" in log, log
+        diagnosis, report = diagnose(ns, env)
+        assert diagnosis.rc != 0, diagnosis.describe()
+        found = finding(report, "probe-kills-before-load")
+        assert found["variable"] == "model_runner_startup_probe.failure_threshold", found
+        assert "budget is periodSeconds x failureThreshold = 4 s" in found["cause"], found
 
-    fixed = deploy(ns, key, env)
-    assert fixed.rc == 0, fixed.describe()
+        # The default budget (10 s x 60) holds the same slow pull: the run waits until the model is there.
+        fixed = deploy(ns, key, env)
+        assert fixed.rc == 0, fixed.describe()
     no_findings(ns, env)
 
 
 def test_image_missing_from_the_nodes_then_fixed(stack):
     ns, key, env = stack["ns"], stack["key"], stack["env"]
-    host = (ROOT / ".kindcluster" / "docker-host").read_text().strip()
-    docker_env = {**os.environ, "DOCKER_HOST": host}
     for node in NODE_NAMES[1:]:
-        subprocess.run(["docker", "exec", node, "crictl", "rmi", f"docker.io/library/{BACKEND_IMAGE}"],
-                       env=docker_env, capture_output=True, timeout=60, check=False)
+        docker("exec", node, "crictl", "rmi", f"docker.io/library/{BACKEND_IMAGE}", check=False)
     before = {p["metadata"]["name"] for p in pods(env, ns, BACKEND)}
     kubectl(env, "-n", ns, "delete", "pods", "-l", f"app={BACKEND}", "--wait=false")
 
@@ -187,3 +214,78 @@ def test_image_missing_from_the_nodes_then_fixed(stack):
     fixed = deploy(ns, key, env, "--tags", "chatbot")
     assert fixed.rc == 0, fixed.describe()
     no_findings(ns, env)
+
+
+def ready_pods(env, ns, app, exclude=()):
+    return [p for p in pods(env, ns, app) if p["metadata"]["name"] not in exclude
+            and not p["metadata"].get("deletionTimestamp")
+            and any(c["type"] == "Ready" and c["status"] == "True" for c in p.get("status", {}).get("conditions", []))]
+
+
+def test_runner_as_the_chapter_has_it_is_ready_too_early_and_not_persisted_then_fixed(stack):
+    ns, key, env = stack["ns"], stack["key"], stack["env"]
+    live = json.loads(kubectl(env, "-n", ns, "get", "deployment", RUNNER, "-o", "json"))["spec"]["template"]["spec"]
+    c = [i for i, x in enumerate(live["containers"]) if x["name"] == "model-runner"][0]
+    v = [i for i, x in enumerate(live["volumes"]) if x.get("persistentVolumeClaim")][0]
+    chapter = [{"op": "remove", "path": f"/spec/template/spec/containers/{c}/startupProbe"},
+               {"op": "replace", "path": f"/spec/template/spec/containers/{c}/readinessProbe/httpGet/path", "value": "/"},
+               {"op": "replace", "path": f"/spec/template/spec/volumes/{v}",
+                "value": {"name": live["volumes"][v]["name"], "emptyDir": {}}}]
+    before = {p["metadata"]["name"] for p in pods(env, ns, RUNNER)}
+    with slow_registry():
+        served = registry_blob_gets()
+        kubectl(env, "-n", ns, "patch", "deployment", RUNNER, "--type=json", "-p", json.dumps(chapter))
+        # Row 4: Ready (GET / answers as soon as the server runs) while the model is still downloading.
+        pod = wait_for("a runner pod Ready on GET /", lambda: ready_pods(env, ns, RUNNER, before), timeout=120,
+                       step=1)[0]["metadata"]["name"]
+        answer = chat(env, ns)
+        log = prepull_log(env, ns, pod)
+        assert answer.startswith("status=404 ") and "model not found" in answer, answer
+        assert "is present" not in log, log
+        diagnosis, report = diagnose(ns, env)
+        assert diagnosis.rc != 0, diagnosis.describe()
+        early = finding(report, "readiness-passes-too-early")
+        assert early["variable"] == "ai_stack_model_name" and "readinessProbe.httpGet.path: /" in early["evidence"], early
+        kept = finding(report, "model-not-persisted")
+        assert kept["variable"] == "model_runner_pvc_name" and "emptyDir" in kept["evidence"], kept
+
+        # Row 5: once the model is there, a new pod downloads it again (the registry serves its blobs again).
+        wait_for("the model downloaded", lambda: "is present" in prepull_log(env, ns, pod), timeout=180)
+        downloaded = wait_for("the registry's log of that download", lambda: max(registry_blob_gets() - served, 0),
+                              timeout=30) + served
+        kubectl(env, "-n", ns, "delete", "pod", pod, "--wait=false")
+        wait_for("the next pod downloading the model again", lambda: registry_blob_gets() > downloaded, timeout=180)
+
+    # The project's Deployment again: the apply is refused (an emptyDir and the claim on one volume), so the
+    # role re-creates it; the model is on the claim, so the run ends Ready at once.
+    fixed = deploy(ns, key, env, "--tags", "model_runner")
+    assert fixed.rc == 0, fixed.describe()
+    recreated = fixed.task_results(f"deployment | Delete Deployment {RUNNER} and its pods (at most 120 s)")
+    assert recreated and recreated[0].changed, fixed.describe()
+    again = deploy(ns, key, env, "--tags", "model_runner")
+    assert again.rc == 0 and not again.changed, again.describe()
+    no_findings(ns, env)
+
+
+def test_calibrate_times_the_real_runners_starts(stack, tmp_path):
+    ns, key, env = stack["ns"], stack["key"], stack["env"]
+    run = run_playbook("site.yml", "--tags", "calibrate", "-e", f"ai_stack_namespace={ns}", "-e", LOCAL_MODEL,
+                       "-e", "tuning_calibrate_restarts=2", "-e", f"ai_stack_report_dir={tmp_path}", api_key=key,
+                       extra_env=env, timeout=900)
+    assert run.rc == 0, run.describe()
+    text = (tmp_path / f"calibrate-{ns}.yml").read_text()
+    values = yaml.safe_load(text)
+    starts = re.findall(r"^# (docker-model-runner-\S+): created (\S+), container started (\S+), Ready (\S+): "
+                        r"load time (\d+) s", text.replace("\n#   ", " "), re.M)
+    assert len(starts) == 2, text
+    # The last start is the pod that runs now, timed from its own status.
+    now = ready_pods(env, ns, RUNNER)
+    assert len(now) == 1 and starts[-1][0] == now[0]["metadata"]["name"], (starts, now)
+    status = now[0]["status"]
+    started = [c["state"]["running"]["startedAt"] for c in status["containerStatuses"] if c["name"] == "model-runner"][0]
+    ready = [c["lastTransitionTime"] for c in status["conditions"] if c["type"] == "Ready"][0]
+    assert starts[-1][2:4] == (started, ready), (starts[-1], status)
+    # The recommended startup budget holds the worst measured start plus the buffer (at least 30 s).
+    probe = values["model_runner_startup_probe"]
+    worst = max(int(s[4]) for s in starts)
+    assert probe["period_seconds"] * probe["failure_threshold"] >= worst + 30, (probe, starts)

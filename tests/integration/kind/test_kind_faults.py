@@ -23,9 +23,7 @@ import time
 import pytest
 
 from ai_stack_testlib import ROOT, kill_when, load_yaml, run_playbook, start_playbook
-
-sys.path.insert(0, str(ROOT / "tools"))
-from kindcluster import localmodel  # noqa: E402
+from kindlib import docker, localmodel, registry_blob_gets
 
 RUNNER = load_yaml(ROOT / "roles/model_runner/defaults/main.yml")["model_runner_name"]
 CLAIM = load_yaml(ROOT / "roles/storage/defaults/main.yml")["storage_pvc_name"]
@@ -65,12 +63,6 @@ def prepull_log(env: dict, ns: str, pod: dict) -> str:
     return kubectl(env, "-n", ns, "logs", pod["metadata"]["name"], "-c", "model-prepull").stdout
 
 
-def registry_blob_gets() -> int:
-    """Blob downloads of the model the registry served so far (its access log)."""
-    r = docker("logs", localmodel.CONTAINER)
-    return (r.stdout + r.stderr).count(f"GET /v2/{localmodel.MODEL.split(':')[0]}/blobs/")
-
-
 def test_deploy_killed_while_the_runner_restarts_keeps_the_volume_and_no_key_leaks(
         kube, temp_namespace, api_key, kind_env):
     ns, env = temp_namespace, kind_env
@@ -104,12 +96,6 @@ def test_deploy_killed_while_the_runner_restarts_keeps_the_volume_and_no_key_lea
     assert f"Model {localmodel.MODEL} is present" in log and "Pulling" not in log, log
     assert registry_blob_gets() == served
     assert claims.get(namespace=ns, name=CLAIM).metadata.uid == claim.metadata.uid
-
-
-def docker(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    host = (ROOT / ".kindcluster" / "docker-host").read_text().strip()
-    return subprocess.run(["docker", *args], env={**os.environ, "DOCKER_HOST": host}, capture_output=True,
-                          text=True, timeout=120, check=check)
 
 
 def wait_for(what: str, check, timeout: int = 180):
