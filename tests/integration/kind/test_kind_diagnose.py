@@ -260,7 +260,7 @@ def test_runner_as_the_chapter_has_it_is_ready_too_early_and_not_persisted_then_
     # role re-creates it; the model is on the claim, so the run ends Ready at once.
     fixed = deploy(ns, key, env, "--tags", "model_runner")
     assert fixed.rc == 0, fixed.describe()
-    recreated = fixed.task_results(f"deployment | Delete Deployment {RUNNER} and its pods (at most 120 s)")
+    recreated = fixed.task_results("deployment | Delete the model runner Deployment and its pods (at most 120 s)")
     assert recreated and recreated[0].changed, fixed.describe()
     again = deploy(ns, key, env, "--tags", "model_runner")
     assert again.rc == 0 and not again.changed, again.describe()
