@@ -48,14 +48,21 @@ CLEANUP_CASES = [
     # (id, extra arguments, the task that refuses, what its message names)
     ("other-context", ("-e", "cluster_expected_context=docker-desktop"), "api | Check that it is the expected context",
      "cluster_expected_context"),
+    # The namespace is deleted last; its bad input stops the run before the first deletion.
+    ("namespace-timeout-0", ("-e", "namespace_delete_timeout=0"), "validate | ", "namespace_delete_timeout"),
+    # The last tool removed; (no KubeRay operator here: its check would ask for helm, which this machine's
+    # PATH may not have.)
+    ("kubeflow-unpinned-with-the-tools", ("-e", "cleanup_ecosystem_tools=true", "-e", "kuberay_operator_managed=false",
+                                          "-e", "kubeflow_version=main"), "validate | ", "kubeflow_version"),
 ]
 
 
 @pytest.mark.parametrize("case_id,args,refused_by,named", CLEANUP_CASES, ids=[c[0] for c in CLEANUP_CASES])
-def test_cleanup_checks_the_context_before_deleting(kube, temp_namespace, api_key, case_id, args, refused_by,
-                                                          named):
-    """playbooks/cleanup.yml deletes nothing on a cluster other than the one stated: the test's
-    namespace (with a ConfigMap in it) is still there afterwards."""
+def test_cleanup_checks_the_context_and_the_input_before_deleting(kube, temp_namespace, api_key, case_id, args,
+                                                                    refused_by, named):
+    """playbooks/cleanup.yml deletes nothing on a cluster other than the one stated, nor with bad input for
+    any role it runs: the refusal comes from the first checks (the context, then every role's input), and
+    the test's namespace (with a ConfigMap in it) is still there afterwards."""
     configmaps = kube.resources.get(api_version="v1", kind="ConfigMap")
     configmaps.create(namespace=temp_namespace, body={"apiVersion": "v1", "kind": "ConfigMap",
                                                        "metadata": {"name": "keep-me"}, "data": {"a": "b"}})
@@ -67,6 +74,10 @@ def test_cleanup_checks_the_context_before_deleting(kube, temp_namespace, api_ke
     failure = result.failure()
     assert failure is not None and failure.name.startswith(refused_by), result.describe()
     assert named in failure.msg and "\n" not in failure.msg.strip(), failure.msg
+    # Nothing but the first checks ran: no task of a deletion step (the roles' run, sample, remove files).
+    first_checks = [r for r in result.results() if r.role in ("cluster", "ai_stack") or "/tasks/validate.yml:" in r.path
+                    or r.name.startswith(("Cleanup | Check", "Cleanup | Validate"))]
+    assert first_checks == result.results(), [f"{r.task} ({r.path})" for r in result.results() if r not in first_checks]
     namespace = kube.resources.get(api_version="v1", kind="Namespace").get(name=temp_namespace)
     assert not namespace.metadata.deletionTimestamp
     assert configmaps.get(namespace=temp_namespace, name="keep-me").data.a == "b"
