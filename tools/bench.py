@@ -11,9 +11,12 @@ BENCH_REPS runs (default 3); ratios are to the first row of the same run, so mac
   3. a no-op `site.yml --tags chatbot`; both again with Mitogen's strategy (`make deploy MITOGEN=1`);
   4. a first converge of the core stack into a new namespace;
   5. the core stack converged into 1, 5 and 10 namespaces, one run each (BENCH_SCALE="1,5,10"):
-     the time per namespace should stay flat (linear growth).
+     the time per namespace should stay flat (linear growth);
+  6. the four ML ecosystem tools installed by `site.yml` in sequence (ai_stack_ecosystem_concurrent=false)
+     and concurrently (the default), with the molecule scenario `ecosystem`'s inventory (local fixtures,
+     core stack off) and its simulated operators; playbooks/cleanup.yml removes them between runs.
 
-Writes .bench/results.md (Markdown, the README quotes it) and prints it.
+BENCH_ONLY=ecosystem runs only row 6. Writes .bench/results.md (Markdown, the README quotes it) and prints it.
 """
 from __future__ import annotations
 
@@ -32,6 +35,8 @@ BIN = Path(sys.executable).parent
 OUT = REPO / ".bench"
 REPS = int(os.environ.get("BENCH_REPS", "3"))
 SCALE = [int(n) for n in os.environ.get("BENCH_SCALE", "1,5,10").split(",")]
+# BENCH_ONLY=ecosystem: only row 6 (no floor row, so no ratios to it).
+ONLY = os.environ.get("BENCH_ONLY", "")
 CONTEXT = "kwok-desktop-sim"
 KUBECONFIG = REPO / ".testcluster" / "kubeconfig"
 # The chatbot images cannot be loaded into simulated nodes (no Docker there).
@@ -70,6 +75,44 @@ def site(namespace: str, *args: str, strategy: str = "") -> tuple[float, int]:
     return seconds, changed
 
 
+ECOSYSTEM = REPO / "molecule" / "ecosystem"
+# The scenario's inventories, in molecule's order (.config/molecule/config.yml): project, shared, scenario.
+ECOSYSTEM_INVENTORY = [arg for inv in (REPO / "inventory", REPO / "molecule" / "shared" / "inventory",
+                                       ECOSYSTEM / "inventory") for arg in ("-i", str(inv / "hosts.yml"))]
+
+
+def ecosystem(playbook: str, *args: str) -> tuple[float, int]:
+    """One run of `playbook` with the ecosystem scenario's inventory; seconds and changed count."""
+    cmd = ["env", f"MOLECULE_PROJECT_DIRECTORY={REPO}", "MOLECULE_CLUSTER=sim",
+           str(BIN / "ansible-playbook"), *ECOSYSTEM_INVENTORY, playbook, *args]
+    seconds, report = timed(cmd, f"{playbook} {args} (ecosystem tools)")
+    return seconds, sum(h["changed"] for h in report["stats"].values())
+
+
+def ecosystem_rows(reps: int) -> list[tuple[str, float, str]]:
+    """The four tools installed in sequence and concurrently, alternately, from nothing each time."""
+    times: dict[bool, list[float]] = {False: [], True: []}
+    with tempfile.TemporaryDirectory() as tmp:
+        pidfile = str(Path(tmp) / "sim-operators.pid")
+        operators = [sys.executable, str(ECOSYSTEM / "sim_operators.py")]
+        subprocess.run([*operators, "start", pidfile], cwd=REPO, env=env(), check=True, stdout=subprocess.DEVNULL)
+        try:
+            for _ in range(reps):
+                for concurrent in (False, True):
+                    seconds, changed = ecosystem("site.yml", "-e", f"ai_stack_ecosystem_concurrent={concurrent}")
+                    if not changed:
+                        sys.exit("[bench] the ecosystem install changed nothing: the tools were not removed before it")
+                    say(f"ecosystem tools {'concurrently' if concurrent else 'in sequence'}: {seconds:.1f} s")
+                    times[concurrent].append(seconds)
+                    ecosystem("playbooks/cleanup.yml")
+        finally:
+            subprocess.run([*operators, "stop", pidfile], cwd=REPO, env=env(), stdout=subprocess.DEVNULL)
+    sequence, concurrently = median(times[False]), median(times[True])
+    return [("the four ecosystem tools installed in sequence (`ai_stack_ecosystem_concurrent=false`)", sequence, ""),
+            ("the four ecosystem tools installed concurrently (the default)", concurrently,
+             f"{sequence / concurrently:.2f} times as fast as in sequence")]
+
+
 def export_objects(namespace: str, path: Path, target: str) -> int:
     """The stack's objects as a user would keep them in a file (no status, no server fields),
     moved to namespace ``target``."""
@@ -102,6 +145,51 @@ def cluster(action: str) -> None:
                    check=True, stdout=subprocess.DEVNULL)
 
 
+def core_rows() -> list[tuple[str, float, str]]:
+    """Rows 1-5: the core stack (the first row is the floor the ratios refer to)."""
+    rows: list[tuple[str, float, str]] = []
+    ns = "bench-0"
+    first, changed = site(ns)
+    say(f"first converge of {ns}: {first:.1f} s, changed={changed}")
+    with tempfile.TemporaryDirectory() as tmp:
+        # The same objects in a namespace of their own (so the roles' objects keep one owner):
+        # one apply creates them, the timed ones change nothing, like the no-op run.
+        objects = Path(tmp) / "stack.json"
+        count = export_objects(ns, objects, "bench-kubectl")
+        apply = ["kubectl", "apply", "--server-side", "-f", str(objects)]
+        subprocess.run(["kubectl", "create", "namespace", "bench-kubectl"], env=env(), check=True,
+                       capture_output=True)
+        timed(apply, "kubectl apply (create)")
+        kubectl = [timed(apply, "kubectl apply")[0] for _ in range(REPS)]
+    rows.append((f"`kubectl apply --server-side` of the same {count} objects", median(kubectl), ""))
+    noop = []
+    for _ in range(REPS):
+        seconds, changed = site(ns)
+        if changed:
+            sys.exit(f"[bench] the no-op run changed {changed} things")
+        noop.append(seconds)
+    rows.append(("no-op `site.yml` (core stack, changed=0)", median(noop), ""))
+    rows.append(("no-op `site.yml --tags chatbot`", median([site(ns, "--tags", "chatbot")[0] for _ in range(REPS)]), ""))
+    mitogen = []
+    for _ in range(REPS):
+        seconds, changed = site(ns, strategy="mitogen_linear")
+        if changed:
+            sys.exit(f"[bench] the no-op run with Mitogen changed {changed} things")
+        mitogen.append(seconds)
+    rows.append(("no-op `site.yml` with Mitogen (`make deploy MITOGEN=1`)", median(mitogen), ""))
+    rows.append(("no-op `site.yml --tags chatbot` with Mitogen",
+                 median([site(ns, "--tags", "chatbot", strategy="mitogen_linear")[0] for _ in range(REPS)]), ""))
+    firsts = [first] + [site(f"bench-first-{i}")[0] for i in range(1, REPS)]
+    rows.append(("first converge of the core stack (new namespace)", median(firsts), ""))
+    for n in SCALE:
+        t0 = time.monotonic()
+        for i in range(n):
+            site(f"bench-scale{n}-{i}")
+        total = time.monotonic() - t0
+        rows.append((f"core stack into {n} namespace(s), one run each", total, f"{total / n:.1f} s per namespace"))
+    return rows
+
+
 def main() -> int:
     if not shutil.which("kubectl"):
         sys.exit("[bench] kubectl is needed (the floor row applies the same objects with it)")
@@ -115,56 +203,16 @@ def main() -> int:
     say(f"starting the simulated cluster; {REPS} repetitions per row")
     cluster("up")
     try:
-        ns = "bench-0"
-        first, changed = site(ns)
-        say(f"first converge of {ns}: {first:.1f} s, changed={changed}")
-        with tempfile.TemporaryDirectory() as tmp:
-            # The same objects in a namespace of their own (so the roles' objects keep one owner):
-            # one apply creates them, the timed ones change nothing, like the no-op run.
-            objects = Path(tmp) / "stack.json"
-            count = export_objects(ns, objects, "bench-kubectl")
-            apply = ["kubectl", "apply", "--server-side", "-f", str(objects)]
-            subprocess.run(["kubectl", "create", "namespace", "bench-kubectl"], env=env(), check=True,
-                           capture_output=True)
-            timed(apply, "kubectl apply (create)")
-            kubectl = [timed(apply, "kubectl apply")[0] for _ in range(REPS)]
-        rows.append((f"`kubectl apply --server-side` of the same {count} objects", median(kubectl), ""))
-        noop = []
-        for _ in range(REPS):
-            seconds, changed = site(ns)
-            if changed:
-                sys.exit(f"[bench] the no-op run changed {changed} things")
-            noop.append(seconds)
-        rows.append(("no-op `site.yml` (core stack, changed=0)", median(noop), ""))
-        rows.append(("no-op `site.yml --tags chatbot`", median([site(ns, "--tags", "chatbot")[0] for _ in range(REPS)]), ""))
-        mitogen = []
-        for _ in range(REPS):
-            seconds, changed = site(ns, strategy="mitogen_linear")
-            if changed:
-                sys.exit(f"[bench] the no-op run with Mitogen changed {changed} things")
-            mitogen.append(seconds)
-        rows.append(("no-op `site.yml` with Mitogen (`make deploy MITOGEN=1`)", median(mitogen), ""))
-        rows.append(("no-op `site.yml --tags chatbot` with Mitogen",
-                     median([site(ns, "--tags", "chatbot", strategy="mitogen_linear")[0] for _ in range(REPS)]), ""))
-        firsts = [first] + [site(f"bench-first-{i}")[0] for i in range(1, REPS)]
-        rows.append(("first converge of the core stack (new namespace)", median(firsts), ""))
-        for n in SCALE:
-            t0 = time.monotonic()
-            for i in range(n):
-                site(f"bench-scale{n}-{i}")
-            total = time.monotonic() - t0
-            rows.append((f"core stack into {n} namespace(s), one run each", total, f"{total / n:.1f} s per namespace"))
-        rows.append(("the four ecosystem tools, in sequence vs concurrently", float("nan"),
-                     "not measured: site.yml installs them one after another (no concurrent install yet)"))
+        if ONLY != "ecosystem":
+            rows.extend(core_rows())
+        rows.extend(ecosystem_rows(REPS))
     finally:
         cluster("down")
-    floor = rows[0][1]
+    floor = rows[0][1] if ONLY != "ecosystem" else float("nan")
     lines = ["| run | median (s) | × kubectl apply | note |", "|---|---|---|---|"]
     for name, seconds, note in rows:
-        if seconds != seconds:  # nan
-            lines.append(f"| {name} | – | – | {note} |")
-        else:
-            lines.append(f"| {name} | {seconds:.1f} | {seconds / floor:.0f} | {note} |")
+        ratio = "–" if floor != floor else f"{seconds / floor:.0f}"  # nan: no floor row in this run
+        lines.append(f"| {name} | {seconds:.1f} | {ratio} | {note} |")
     header = (f"Measured {time.strftime('%Y-%m-%d')} by `make bench` on {os.cpu_count()} cores, simulated "
               f"cluster, {REPS} repetitions (median; the namespace rows are one run each).")
     text = header + "\n\n" + "\n".join(lines) + "\n"
