@@ -179,6 +179,12 @@ def test_slow_model_pull_outlasts_the_startup_probe_then_fixed(stack):
         # It was killed while the model was on its way: the sidecar's pull had started and was downloading.
         log = prepull_log(env, ns, pod)
         assert f"Pulling {localmodel.MODEL}" in log and "Downloaded:" in log, log
+
+        # Each new start pulls again and is killed again: a crash loop, not one unlucky start.
+        def restarts():
+            return [s.get("restartCount", 0) for p in pods(env, ns, RUNNER) if p["metadata"]["name"] == pod
+                    for s in p.get("status", {}).get("containerStatuses", []) if s["name"] == "model-runner"]
+        wait_for("the runner killed twice", lambda: max(restarts() or [0]) >= 2, timeout=180)
         diagnosis, report = diagnose(ns, env)
         assert diagnosis.rc != 0, diagnosis.describe()
         found = finding(report, "probe-kills-before-load")
