@@ -25,6 +25,7 @@ import re
 # Not a bare "Forbidden": a 422's field causes say "Forbidden: may not specify more than 1 volume type".
 _FORBIDDEN = re.compile(r"\(403\)|Reason: Forbidden\b|\bis forbidden:|status: 403|'status': 403|^Exception '403\b"
                         r'|"reason":"Forbidden"')
+_INVALID = re.compile(r"\(422\)|Unprocessable Entity|\"reason\":\"Invalid\"|\"code\":422")
 _REASON = re.compile(r'[Uu]ser "[^"]*" cannot .*?(?:at the cluster scope|in the namespace "[^"]*")')
 
 
@@ -138,19 +139,25 @@ def _failed_text(result, keys=("msg", "reason", "body", "error", "exception")):
     return " ".join(parts)
 
 
+def _is_status(result, code, pattern):
+    """Whether a failed result (or message) is the API server's ``code``: its own numeric status
+    (``status``/``error`` of the result or a failed loop item) decides when there is one (a 422's
+    field causes may say "Forbidden"), else its text matches ``pattern``."""
+    if isinstance(result, dict):
+        items = [result] + [i for i in result.get("results") or [] if isinstance(i, dict) and i.get("failed")]
+        codes = [c for i in items for c in (i.get("status"), i.get("error")) if isinstance(c, int)]
+        if codes:
+            return code in codes
+    return bool(pattern.search(_failed_text(result)))
+
+
 def k8s_forbidden(result):
     """True when a failed kubernetes.core result (dict) or message (str) is a 403 Forbidden.
 
     kubernetes.core reports it in ``msg`` (``Failed to ...: (403) Reason: Forbidden``) or, for
     apply, in ``error``/``status``; a message such as ``nodes is forbidden: User "x" cannot list
     ...`` comes from the API server's status text."""
-    if isinstance(result, dict):
-        items = [result] + [i for i in result.get("results") or [] if isinstance(i, dict) and i.get("failed")]
-        codes = [c for i in items for c in (i.get("status"), i.get("error")) if isinstance(c, int)]
-        if codes:
-            # The API server's own code decides: a 422 Invalid is not a refusal, whatever its text says.
-            return 403 in codes
-    return bool(_FORBIDDEN.search(_failed_text(result)))
+    return _is_status(result, 403, _FORBIDDEN)
 
 
 def k8s_forbidden_reason(result):
@@ -187,19 +194,11 @@ def k8s_unreachable(result):
     return ""
 
 
-_INVALID = re.compile(r"\(422\)|Unprocessable Entity|\"reason\":\"Invalid\"|\"code\":422")
-
-
 def k8s_invalid(result):
     """True when a failed kubernetes.core result (dict) or message (str) is a 422 Invalid: the API server
     refused the object as it would be after the change (for an apply: ours merged with the fields other
     field managers own on the live object, as after a ``kubectl patch`` or ``kubectl edit``)."""
-    if isinstance(result, dict):
-        items = [result] + [i for i in result.get("results") or [] if isinstance(i, dict) and i.get("failed")]
-        codes = [c for i in items for c in (i.get("status"), i.get("error")) if isinstance(c, int)]
-        if codes:
-            return 422 in codes
-    return bool(_INVALID.search(_failed_text(result)))
+    return _is_status(result, 422, _INVALID)
 
 
 def k8s_failed_msg(result):
