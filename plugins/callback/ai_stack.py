@@ -1,0 +1,168 @@
+"""The project's screen output: Ansible's default callback, with only the lines a person reads.
+
+ansible.cfg sets it (`stdout_callback = ai_stack`); molecule and the tests set their own. At
+verbosity 0 it prints what changed, what failed, warnings, and the messages the roles print for
+people (`debug` tasks and the `assert` tasks that say what they checked: the context, the server
+version, the nodes, the capacity, the summary), and hides the rest: plain "ok" results, "included:"
+lines, and a play that matched no host. A task still running after AI_STACK_ANNOUNCE_AFTER
+seconds (default 5) gets its banner at once, so a long wait says what it waits for, and for how long
+at most (its name says), while it waits. `-v` (or ANSIBLE_STDOUT_CALLBACK=ansible.builtin.default)
+prints everything, as Ansible's default does.
+"""
+from __future__ import annotations
+
+DOCUMENTATION = """
+    name: ai_stack
+    type: stdout
+    short_description: Ansible's default output without the lines nobody reads
+    description:
+      - Ansible's default callback; at verbosity 0 it hides ok results other than messages (debug, assert
+        with a success message), include lines and plays that matched no host, and shows the banner of a
+        task that runs longer than O(announce_after) seconds while it runs.
+    extends_documentation_fragment:
+      - default_callback
+      - result_format_callback
+    options:
+      announce_after:
+        description: Seconds after which a running task's banner is printed (0 turns this off).
+        type: float
+        default: 5
+        env:
+          - name: AI_STACK_ANNOUNCE_AFTER
+        ini:
+          - section: callback_ai_stack
+            key: announce_after
+"""
+
+import threading
+
+from ansible.playbook.task_include import TaskInclude
+from ansible.plugins.callback.default import CallbackModule as DefaultCallback
+
+# Results whose "ok" carries a message for people.
+MESSAGE_ACTIONS = frozenset(("debug", "ansible.builtin.debug", "ansible.legacy.debug"))
+ASSERT_ACTIONS = frozenset(("assert", "ansible.builtin.assert", "ansible.legacy.assert"))
+SILENT_ASSERT = "All assertions passed"  # the message of an assert without success_msg
+
+
+def worth_showing(action: str, result: dict) -> bool:
+    """Whether an unchanged, successful result is shown at verbosity 0."""
+    if result.get("changed") or result.get("warnings") or result.get("deprecations") or result.get("exception"):
+        return True
+    if action in MESSAGE_ACTIONS:
+        return True
+    if action in ASSERT_ACTIONS:
+        return bool(result.get("msg")) and result.get("msg") != SILENT_ASSERT
+    return False
+
+
+class CallbackModule(DefaultCallback):
+    CALLBACK_VERSION = 2.0
+    CALLBACK_TYPE = "stdout"
+    CALLBACK_NAME = "ai_stack"
+
+    def __init__(self):
+        super().__init__()
+        self._pending_play = None
+        self._timers: dict[str, threading.Timer] = {}
+        self._banner_lock = threading.RLock()
+
+    def _quiet(self) -> bool:
+        return self._display.verbosity < 1
+
+    # A play's banner waits for its first shown line: a play that matched no host prints nothing.
+    def v2_playbook_on_play_start(self, play):
+        if not self._quiet():
+            return super().v2_playbook_on_play_start(play)
+        self._play = play
+        self._pending_play = play
+        return None
+
+    def v2_playbook_on_no_hosts_matched(self):
+        if not self._quiet():
+            super().v2_playbook_on_no_hosts_matched()
+
+    def v2_playbook_on_include(self, included_file):
+        if not self._quiet():
+            super().v2_playbook_on_include(included_file)
+
+    def _clean_results(self, result, task_name):
+        super()._clean_results(result, task_name)
+        # An assert that passed says its message, like a debug task ("changed: false" adds nothing).
+        if self._quiet() and task_name in ASSERT_ACTIONS and "msg" in result and not result.get("changed"):
+            result.pop("changed", None)
+
+    def _print_task_banner(self, task):
+        with self._banner_lock:
+            if self._last_task_banner == task._uuid:
+                return
+            if self._pending_play is not None:
+                play, self._pending_play = self._pending_play, None
+                super().v2_playbook_on_play_start(play)
+            super()._print_task_banner(task)
+
+    # A task still running after announce_after seconds: its banner now, not when it ends.
+    def v2_playbook_on_task_start(self, task, is_conditional):
+        super().v2_playbook_on_task_start(task, is_conditional)
+        after = self.get_option("announce_after") or 0
+        if self._quiet() and after > 0 and task._uuid not in self._timers:
+            timer = threading.Timer(after, self._print_task_banner, args=(task,))
+            timer.daemon = True
+            self._timers[task._uuid] = timer
+            timer.start()
+
+    def _stop_timer(self, result) -> None:
+        timer = self._timers.pop(result.task._uuid, None)
+        if timer is not None:
+            timer.cancel()
+
+    def v2_runner_on_ok(self, result):
+        self._stop_timer(result)
+        if not self._quiet():
+            return super().v2_runner_on_ok(result)
+        if isinstance(result.task, TaskInclude):
+            return None
+        shown = self._last_task_banner == result.task._uuid
+        if "results" in result.result:  # a loop's total: its items were shown or hidden one by one
+            return super().v2_runner_on_ok(result) if shown else None
+        if shown or worth_showing(result.task.action, result.result):
+            return super().v2_runner_on_ok(result)
+        return None
+
+    def v2_runner_item_on_ok(self, result):
+        self._stop_timer(result)
+        if not self._quiet():
+            return super().v2_runner_item_on_ok(result)
+        if worth_showing(result.task.action, result.result) or self._last_task_banner == result.task._uuid:
+            return super().v2_runner_item_on_ok(result)
+        return None
+
+    def v2_runner_on_failed(self, result, ignore_errors=False):
+        self._stop_timer(result)
+        return super().v2_runner_on_failed(result, ignore_errors)
+
+    def v2_runner_item_on_failed(self, result):
+        self._stop_timer(result)
+        return super().v2_runner_item_on_failed(result)
+
+    def v2_runner_on_skipped(self, result):
+        self._stop_timer(result)
+        return super().v2_runner_on_skipped(result)
+
+    def v2_runner_item_on_skipped(self, result):
+        self._stop_timer(result)
+        return super().v2_runner_item_on_skipped(result)
+
+    def v2_runner_on_unreachable(self, result):
+        self._stop_timer(result)
+        return super().v2_runner_on_unreachable(result)
+
+    def v2_runner_retry(self, result):
+        self._print_task_banner(result.task)
+        return super().v2_runner_retry(result)
+
+    def v2_playbook_on_stats(self, stats):
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+        return super().v2_playbook_on_stats(stats)
