@@ -16,7 +16,7 @@ BENCH_REPS runs (default 3); ratios are to the first row of the same run, so mac
      and concurrently (the default), with the molecule scenario `ecosystem`'s inventory (local fixtures,
      core stack off) and its simulated operators; playbooks/cleanup.yml removes them between runs.
 
-BENCH_ONLY=ecosystem runs only row 6. Writes .bench/results.md (Markdown, the README quotes it) and prints it.
+BENCH_ONLY=ecosystem runs only row 6, BENCH_ONLY=core rows 1 to 5. Writes .bench/results.md (Markdown, the README quotes it) and prints it.
 """
 from __future__ import annotations
 
@@ -35,8 +35,10 @@ BIN = Path(sys.executable).parent
 OUT = REPO / ".bench"
 REPS = int(os.environ.get("BENCH_REPS", "3"))
 SCALE = [int(n) for n in os.environ.get("BENCH_SCALE", "1,5,10").split(",")]
-# BENCH_ONLY=ecosystem: only row 6 (no floor row, so no ratios to it).
+# BENCH_ONLY=ecosystem: only row 6 (no floor row, so no ratios to it); BENCH_ONLY=core: rows 1 to 5.
 ONLY = os.environ.get("BENCH_ONLY", "")
+if ONLY not in ("", "core", "ecosystem"):
+    sys.exit(f"[bench] BENCH_ONLY={ONLY}: use core, ecosystem, or leave it unset for every row")
 CONTEXT = "kwok-desktop-sim"
 KUBECONFIG = REPO / ".testcluster" / "kubeconfig"
 # The chatbot images cannot be loaded into simulated nodes (no Docker there).
@@ -205,7 +207,8 @@ def main() -> int:
     try:
         if ONLY != "ecosystem":
             rows.extend(core_rows())
-        rows.extend(ecosystem_rows(REPS))
+        if ONLY != "core":
+            rows.extend(ecosystem_rows(REPS))
     finally:
         cluster("down")
     floor = rows[0][1] if ONLY != "ecosystem" else float("nan")
