@@ -36,6 +36,10 @@ PLAYBOOK = """
       loop: [1, 2]
     - name: Changed
       ansible.builtin.command: "true"
+    - name: Fails
+      ansible.builtin.fail:
+        msg: the failure's message
+      ignore_errors: true  # noqa: ignore-errors
     - name: Skipped
       ansible.builtin.debug:
         msg: never
@@ -83,12 +87,15 @@ def run(tmp_path_factory):
 def test_only_lines_a_person_reads(run):
     out = run()
     for shown in ("checked the thing", "from the include", "changed: [localhost]", "TASK [Changed]",
-                  "the summary", "PLAY [Summary]", "PLAY RECAP"):
+                  "the summary", "PLAY [Summary]", "PLAY RECAP",
+                  "TASK [Fails]", "the failure's message", "...ignoring"):
         assert shown in out, out
     for hidden in ("TASK [Plain ok]", "TASK [Quiet assert]", "TASK [Quiet loop]", "included:", "TASK [Skipped]",
                    "never", "A play that matches no host", "no hosts matched"):
         assert hidden not in out, out
-    assert "changed: false" not in out, out  # an assert's message is shown alone, like a debug's
+    # An assert's message is shown alone, like a debug's.
+    asserted = out[out.index("TASK [Assert with a message]"):out.index("TASK [Included debug]")]
+    assert "checked the thing" in asserted and "changed" not in asserted, out
     # The recap stays, after the summary.
     assert out.index("the summary") < out.index("PLAY RECAP")
 

@@ -137,26 +137,6 @@ class CallbackModule(DefaultCallback):
             return super().v2_runner_item_on_ok(result)
         return None
 
-    def v2_runner_on_failed(self, result, ignore_errors=False):
-        self._stop_timer(result)
-        return super().v2_runner_on_failed(result, ignore_errors)
-
-    def v2_runner_item_on_failed(self, result):
-        self._stop_timer(result)
-        return super().v2_runner_item_on_failed(result)
-
-    def v2_runner_on_skipped(self, result):
-        self._stop_timer(result)
-        return super().v2_runner_on_skipped(result)
-
-    def v2_runner_item_on_skipped(self, result):
-        self._stop_timer(result)
-        return super().v2_runner_item_on_skipped(result)
-
-    def v2_runner_on_unreachable(self, result):
-        self._stop_timer(result)
-        return super().v2_runner_on_unreachable(result)
-
     def v2_runner_retry(self, result):
         self._print_task_banner(result.task)
         return super().v2_runner_retry(result)
@@ -166,3 +146,18 @@ class CallbackModule(DefaultCallback):
             timer.cancel()
         self._timers.clear()
         return super().v2_playbook_on_stats(stats)
+
+
+def _stopping_the_timer(name: str):
+    """Ansible's default handler of event `name`, after the task's announce timer is stopped."""
+    def handler(self, result, *args, **kwargs):
+        self._stop_timer(result)
+        return getattr(DefaultCallback, name)(self, result, *args, **kwargs)
+    handler.__name__ = name
+    return handler
+
+
+# Any other result of a task also means its banner needs no announcing.
+for _event in ("v2_runner_on_failed", "v2_runner_item_on_failed", "v2_runner_on_skipped",
+               "v2_runner_item_on_skipped", "v2_runner_on_unreachable"):
+    setattr(CallbackModule, _event, _stopping_the_timer(_event))
