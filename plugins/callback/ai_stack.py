@@ -38,6 +38,7 @@ import threading
 
 from ansible.playbook.task_include import TaskInclude
 from ansible.plugins.callback.default import CallbackModule as DefaultCallback
+from ansible.utils.fqcn import add_internal_fqcns
 
 # Results whose "ok" carries a message for people.
 MESSAGE_ACTIONS = frozenset(("debug", "ansible.builtin.debug", "ansible.legacy.debug"))
@@ -104,6 +105,11 @@ class CallbackModule(DefaultCallback):
     # A task still running after announce_after seconds: its banner now, not when it ends.
     def v2_playbook_on_task_start(self, task, is_conditional):
         super().v2_playbook_on_task_start(task, is_conditional)
+        if self._play.strategy not in add_internal_fqcns(("free", "host_pinned")):
+            # One task at a time: a task that sent no result (a meta task) is over when the next starts.
+            for timer in self._timers.values():
+                timer.cancel()
+            self._timers.clear()
         after = self.get_option("announce_after") or 0
         if self._quiet() and after > 0 and task._uuid not in self._timers:
             timer = threading.Timer(after, self._print_task_banner, args=(task,))
