@@ -40,6 +40,25 @@ PLAYBOOK = """
       ansible.builtin.fail:
         msg: the failure's message
       ignore_errors: true  # noqa: ignore-errors
+    - name: A block with a rescue
+      block:
+        - name: Fails and is rescued
+          ansible.builtin.fail:
+            msg: "first line of the rescued failure\\nsecond line of it"
+      rescue:
+        - name: The rescue
+          ansible.builtin.debug:
+            msg: rescued cleanly
+    - name: A loop in a block with a rescue
+      block:
+        - name: Fails in a loop and is rescued
+          ansible.builtin.fail:
+            msg: "{{ 'looped failure ' ~ item ~ ' ' ~ 'x' * 400 }}"
+          loop: [one]
+      rescue:
+        - name: The second rescue
+          ansible.builtin.debug:
+            msg: rescued again
     - name: Skipped
       ansible.builtin.debug:
         msg: never
@@ -98,6 +117,21 @@ def test_only_lines_a_person_reads(run):
     assert "checked the thing" in asserted and "changed" not in asserted, out
     # The recap stays, after the summary.
     assert out.index("the summary") < out.index("PLAY RECAP")
+
+
+def test_a_rescued_failure_is_one_line(run):
+    out = run()
+    assert "TASK [Fails and is rescued]" in out, out
+    assert "failed: [localhost] (rescued below): first line of the rescued failure\n" in out, out
+    section = out[out.index("TASK [Fails and is rescued]"):out.index("TASK [The second rescue]")]
+    assert "second line of it" not in section and "FAILED!" not in section, out
+    assert "rescued cleanly" in out and "rescued again" in out, out
+    looped = [line for line in out.splitlines() if "looped failure one" in line]
+    assert len(looped) == 1 and looped[0].startswith("failed: [localhost] (item=one) (rescued below): "), out
+    assert looped[0].endswith("x ...") and len(looped[0]) < 400, looped
+    # -v prints the whole failure, as Ansible's default does.
+    verbose = run("-v")
+    assert "second line of it" in verbose and "FAILED!" in verbose, verbose
 
 
 def test_a_long_task_is_announced_while_it_runs(run):

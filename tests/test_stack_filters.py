@@ -24,7 +24,7 @@ GOOD = {"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"cpu": "1", "m
 def test_every_filter_is_registered():
     assert set(stack.FilterModule().filters()) == {
         "resources_errors", "probe_errors", "image_errors", "data_checksum", "retries", "tags_select", "roles_for_tags",
-        "hpa_scale_out_reason", "url_ports", "hpa_sample", "hpa_samples_table"}
+        "hpa_scale_out_reason", "url_ports", "hpa_sample", "hpa_samples_table", "claim_users"}
     assert "merge_workloads" in cluster.FilterModule().filters()
 
 
@@ -343,3 +343,26 @@ def test_hpa_samples_table_lines():
     samples = [{"time": 110.0, "current": 1, "desired": 3, "cpu": 180}, {"time": 105.0, "current": 1, "desired": 1, "cpu": None}]
     assert stack.hpa_samples_table(samples, 100) == ["    5.0 s  replicas 1 -> 1  CPU -", "   10.0 s  replicas 1 -> 3  CPU 180 %"]
     assert stack.hpa_samples_table(samples)[0].startswith("    0.0 s") and stack.hpa_samples_table([]) == []
+
+
+def _pod(name, claim="model-storage", node="worker", phase="Running", labels=None):
+    return {"metadata": {"name": name, "labels": labels or {}}, "status": {"phase": phase},
+            "spec": {"nodeName": node, "volumes": [{"name": "tmp", "emptyDir": {}},
+                                                   {"name": "models", "persistentVolumeClaim": {"claimName": claim}}]}}
+
+
+def test_claim_users_follow_the_pvc_protection_rule():
+    pods = [_pod("runner"), _pod("other-claim", claim="data"), _pod("pending", node=None),
+            _pod("done", phase="Succeeded"), _pod("failed", phase="Failed"), _pod("starting", phase="Pending"),
+            {"metadata": {"name": "no-volumes"}, "spec": {"nodeName": "worker"}}]
+    assert [p["metadata"]["name"] for p in stack.claim_users(pods, "model-storage")] == ["runner", "starting"]
+    assert stack.claim_users(None, "model-storage") == []
+
+
+def test_claim_users_leave_out_the_excluded_labels():
+    pods = [_pod("runner", labels={"app": "docker-model-runner", "tier": "x"}), _pod("mine", labels={"app": "mine"}),
+            {"metadata": {"name": "bare"}, "spec": {"nodeName": "w", "volumes": [
+                {"name": "m", "persistentVolumeClaim": {"claimName": "model-storage"}}]}}]
+    names = [p["metadata"]["name"] for p in stack.claim_users(pods, "model-storage", {"app": "docker-model-runner"})]
+    assert names == ["mine", "bare"]
+    assert len(stack.claim_users(pods, "model-storage", None)) == 3

@@ -4,7 +4,8 @@ ansible.cfg sets it (`stdout_callback = ai_stack`); molecule and the tests set t
 verbosity 0 it prints what changed, what failed, warnings, and the messages the roles print for
 people (`debug` tasks and the `assert` tasks that say what they checked: the context, the server
 version, the nodes, the capacity, the summary), and hides the rest: plain "ok" results, "included:"
-lines, and a play that matched no host. A task still running after AI_STACK_ANNOUNCE_AFTER
+lines, and a play that matched no host. A failure that a block's rescue handles prints one line (its
+message's first, cut at 300 characters): the rescue says what went wrong and what to do. A task still running after AI_STACK_ANNOUNCE_AFTER
 seconds (default 5) gets its banner at once, so a long wait says what it waits for, and for how long
 at most (its name says), while it waits. `-v` (or ANSIBLE_STDOUT_CALLBACK=ansible.builtin.default)
 prints everything, as Ansible's default does.
@@ -17,8 +18,9 @@ DOCUMENTATION = """
     short_description: Ansible's default output without the lines nobody reads
     description:
       - Ansible's default callback; at verbosity 0 it hides ok results other than messages (debug, assert
-        with a success message), include lines and plays that matched no host, and shows the banner of a
-        task that runs longer than O(announce_after) seconds while it runs.
+        with a success message), include lines and plays that matched no host, prints a failure that a
+        rescue handles in one line, and shows the banner of a task that runs longer than
+        O(announce_after) seconds while it runs.
     extends_documentation_fragment:
       - default_callback
       - result_format_callback
@@ -36,6 +38,8 @@ DOCUMENTATION = """
 
 import threading
 
+from ansible import constants as C
+from ansible.playbook.block import Block
 from ansible.playbook.task_include import TaskInclude
 from ansible.plugins.callback.default import CallbackModule as DefaultCallback
 from ansible.utils.fqcn import add_internal_fqcns
@@ -44,6 +48,25 @@ from ansible.utils.fqcn import add_internal_fqcns
 MESSAGE_ACTIONS = frozenset(("debug", "ansible.builtin.debug", "ansible.legacy.debug"))
 ASSERT_ACTIONS = frozenset(("assert", "ansible.builtin.assert", "ansible.legacy.assert"))
 SILENT_ASSERT = "All assertions passed"  # the message of an assert without success_msg
+RESCUED_MSG_CHARS = 300
+
+
+def rescued(task) -> bool:
+    """Whether a failure of ``task`` goes to a rescue: the task, or a block around it, sits in the
+    ``block`` part of a block that has a ``rescue`` (tasks run as copies: compare their uuids)."""
+    child, parent = task, getattr(task, "_parent", None)
+    while parent is not None:
+        if isinstance(parent, Block) and parent.rescue and any(c._uuid == child._uuid for c in parent.block):
+            return True
+        child, parent = parent, getattr(parent, "_parent", None)
+    return False
+
+
+def first_line(result: dict) -> str:
+    """A failed result's message in one line of at most RESCUED_MSG_CHARS characters."""
+    lines = str(result.get("msg") or "failed").strip().splitlines() or ["failed"]
+    line = lines[0]
+    return line if len(line) <= RESCUED_MSG_CHARS else line[:RESCUED_MSG_CHARS] + " ..."
 
 
 def worth_showing(action: str, result: dict) -> bool:
@@ -143,6 +166,29 @@ class CallbackModule(DefaultCallback):
             return super().v2_runner_item_on_ok(result)
         return None
 
+    # A failure that a rescue handles: one line; the rescue explains it.
+    def v2_runner_on_failed(self, result, ignore_errors=False):
+        self._stop_timer(result)
+        if not self._quiet() or ignore_errors or not rescued(result.task):
+            return super().v2_runner_on_failed(result, ignore_errors)
+        if "results" in result.result:  # a loop's total: its failed items were shown one by one
+            return None
+        self._rescued_line(result, "")
+        return None
+
+    def v2_runner_item_on_failed(self, result):
+        self._stop_timer(result)
+        if not self._quiet() or not rescued(result.task):
+            return super().v2_runner_item_on_failed(result)
+        self._rescued_line(result, f" (item={self._get_item_label(result.result)})")
+        return None
+
+    def _rescued_line(self, result, item: str) -> None:
+        self._print_task_banner(result.task)
+        self._handle_warnings(result.result)
+        self._display.display(f"failed: [{result.host.get_name()}]{item} (rescued below): {first_line(result.result)}",
+                              color=C.COLOR_ERROR)
+
     def v2_runner_retry(self, result):
         self._print_task_banner(result.task)
         return super().v2_runner_retry(result)
@@ -164,6 +210,6 @@ def _stopping_the_timer(name: str):
 
 
 # Any other result of a task also means its banner needs no announcing.
-for _event in ("v2_runner_on_failed", "v2_runner_item_on_failed", "v2_runner_on_skipped",
+for _event in ("v2_runner_on_skipped",
                "v2_runner_item_on_skipped", "v2_runner_on_unreachable"):
     setattr(CallbackModule, _event, _stopping_the_timer(_event))

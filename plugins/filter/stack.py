@@ -17,6 +17,10 @@ tests/test_filters.py. Found through ansible.cfg's ``filter_plugins``.
   validates the inputs of exactly those roles before the first of them changes anything.
 - ``url_ports(urls)``: the TCP port of each URL (its own, else 443 for https and 80 for http),
   for the NetworkPolicy that lets the model runner reach its registry mirrors.
+- ``claim_users(pods, claim, exclude)``: the pods (as read from the API) that keep the claim ``claim``
+  from being deleted: scheduled on a node, not finished, mounting it (Kubernetes' pvc-protection rule),
+  less those whose labels include ``exclude``; the storage role refuses to delete a claim that a pod
+  the run leaves behind still mounts.
 """
 
 import hashlib
@@ -161,6 +165,24 @@ def url_ports(urls):
     return ports
 
 
+def claim_users(pods, claim, exclude=None):
+    """The pods that hold PersistentVolumeClaim ``claim`` in use, as the pvc-protection controller sees
+    it: scheduled (spec.nodeName set), not Succeeded or Failed, with a volume that names the claim.
+    A deleted claim stays Terminating until none is left. Pods whose labels include every label of
+    ``exclude`` (a dict) are left out."""
+    users = []
+    for pod in pods or []:
+        spec = pod.get("spec") or {}
+        if not spec.get("nodeName") or (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+            continue
+        labels = (pod.get("metadata") or {}).get("labels") or {}
+        if exclude and all(labels.get(k) == v for k, v in exclude.items()):
+            continue
+        if any((v.get("persistentVolumeClaim") or {}).get("claimName") == claim for v in spec.get("volumes") or []):
+            users.append(pod)
+    return users
+
+
 def hpa_sample(hpa, time):
     """One point of the load test's chart from an HPA (autoscaling/v2) as read at ``time`` (epoch seconds):
     {time, current, desired, cpu}; cpu is the HPA's current average CPU utilisation in % of the request,
@@ -198,6 +220,7 @@ class FilterModule:
             "data_checksum": data_checksum,
             "retries": retries,
             "tags_select": tags_select,
+            "claim_users": claim_users,
             "roles_for_tags": roles_for_tags,
             "hpa_sample": hpa_sample,
             "hpa_samples_table": hpa_samples_table,
