@@ -7,7 +7,9 @@ simulated cluster itself, with workers big enough for ten copies of the stack
 BENCH_REPS runs (default 3); ratios are to the first row of the same run, so machines compare.
 
   1. `kubectl apply --server-side -f` of the core stack's objects, already applied (the floor);
-  2. a no-op `site.yml` (the second run, changed=0) of the core stack;
+  2. a no-op `site.yml` (the second run, changed=0) of the core stack, with what it is made of: the
+     kubernetes.core module runs and the other tasks in its JSON report, and the cost of Ansible's
+     start (a one-task playbook) and of one kubernetes.core call (a playbook of one k8s_info);
   3. a no-op `site.yml --tags chatbot`; both again with Mitogen's strategy (`make deploy MITOGEN=1`);
   4. a first converge of the core stack into a new namespace;
   5. the core stack converged into 1, 5 and 10 namespaces, one run each (BENCH_SCALE="1,5,10"):
@@ -69,12 +71,57 @@ def timed(cmd: list[str], what: str) -> tuple[float, dict | None]:
 
 
 def site(namespace: str, *args: str, strategy: str = "") -> tuple[float, int]:
+    seconds, report = site_report(namespace, *args, strategy=strategy)
+    return seconds, sum(h["changed"] for h in report["stats"].values())
+
+
+def site_report(namespace: str, *args: str, strategy: str = "") -> tuple[float, dict]:
     cmd = [str(BIN / "ansible-playbook"), "site.yml", *PLAYBOOK_ARGS, "-e", f"ai_stack_namespace={namespace}", *args]
     if strategy:
         cmd = ["env", f"ANSIBLE_STRATEGY={strategy}", *cmd]
-    seconds, report = timed(cmd, f"site.yml {namespace} {args} {strategy}")
-    changed = sum(h["changed"] for h in report["stats"].values())
-    return seconds, changed
+    return timed(cmd, f"site.yml {namespace} {args} {strategy}")
+
+
+def runs(report: dict) -> tuple[int, int, int]:
+    """(kubernetes.core module runs, other tasks that ran, skipped tasks) in a JSON callback report;
+    a loop's items count one each, skipped items not at all."""
+    calls = others = skipped = 0
+    for play in report["plays"]:
+        for task in play["tasks"]:
+            for result in task["hosts"].values():
+                if result.get("skipped"):
+                    skipped += 1
+                    continue
+                items = [r for r in result.get("results") or [] if not r.get("skipped")] if "results" in result else [result]
+                if str(result.get("action", "")).startswith("kubernetes.core."):
+                    calls += len(items)
+                else:
+                    others += 1
+    return calls, others, skipped
+
+
+def few_tasks(module: str, count: int) -> str:
+    return "- name: Tasks\n  hosts: localhost\n  gather_facts: false\n  tasks:\n" + "".join(
+        f"    - name: Task {i}\n      {module}\n" for i in range(count))
+
+
+def few_task_rows(namespace: str) -> tuple[list[tuple[str, float, str]], float, float]:
+    """Ansible's start (a playbook of one debug task), and the cost of one more kubernetes.core call:
+    (five k8s_info calls - one) / 4, so the first call's one-off costs (the collection, the discovery
+    cache) stay out. Returns the rows, the start and the cost per call."""
+    rows = []
+    info = f"kubernetes.core.k8s_info: {{kind: Namespace, name: {namespace}}}"
+    with tempfile.TemporaryDirectory() as tmp:
+        for what, module, count in (("`ansible-playbook` of one `debug` task (Ansible's start)", "ansible.builtin.debug: {msg: hi}", 1),
+                                    ("`ansible-playbook` of one `kubernetes.core.k8s_info` call", info, 1),
+                                    ("`ansible-playbook` of five `kubernetes.core.k8s_info` calls", info, 5)):
+            play = Path(tmp) / "tasks.yml"
+            play.write_text(few_tasks(module, count))
+            cmd = [str(BIN / "ansible-playbook"), str(play)]
+            rows.append((what, median([timed(cmd, what)[0] for _ in range(REPS)]), ""))
+    call = (rows[2][1] - rows[1][1]) / 4
+    rows[2] = (rows[2][0], rows[2][1], f"{call:.2f} s per call after the first")
+    return rows, rows[0][1], call
 
 
 ECOSYSTEM = REPO / "molecule" / "ecosystem"
@@ -166,11 +213,19 @@ def core_rows() -> list[tuple[str, float, str]]:
     rows.append((f"`kubectl apply --server-side` of the same {count} objects", median(kubectl), ""))
     noop = []
     for _ in range(REPS):
-        seconds, changed = site(ns)
+        seconds, report = site_report(ns)
+        changed = sum(h["changed"] for h in report["stats"].values())
         if changed:
             sys.exit(f"[bench] the no-op run changed {changed} things")
         noop.append(seconds)
-    rows.append(("no-op `site.yml` (core stack, changed=0)", median(noop), ""))
+    parts, start, call = few_task_rows(ns)
+    calls, others, skipped = runs(report)
+    rest = median(noop) - start - calls * call
+    rows.append(("no-op `site.yml` (core stack, changed=0)", median(noop),
+                 f"Ansible's start ({start:.1f} s), {calls} kubernetes.core module runs (about {calls * call:.0f} s at "
+                 f"{call:.2f} s each, rows below), and {others} other tasks and {skipped} skipped ones in the "
+                 f"{rest:.0f} s left ({rest / (others + skipped):.2f} s each)"))
+    rows.extend(parts)
     rows.append(("no-op `site.yml --tags chatbot`", median([site(ns, "--tags", "chatbot")[0] for _ in range(REPS)]), ""))
     mitogen = []
     for _ in range(REPS):
