@@ -9,7 +9,8 @@ BENCH_REPS runs (default 3); ratios are to the first row of the same run, so mac
   1. `kubectl apply --server-side -f` of the core stack's objects, already applied (the floor);
   2. a no-op `site.yml` (the second run, changed=0) of the core stack, with what it is made of: the
      kubernetes.core module runs and the other tasks in its JSON report, and the cost of Ansible's
-     start (a one-task playbook) and of one kubernetes.core call (a playbook of one k8s_info);
+     start (a playbook of one `debug` task) and of one more kubernetes.core call (playbooks of five
+     and of one k8s_info call: the difference over four, so the first call's one-off costs stay out);
   3. a no-op `site.yml --tags chatbot`; both again with Mitogen's strategy (`make deploy MITOGEN=1`);
   4. a first converge of the core stack into a new namespace;
   5. the core stack converged into 1, 5 and 10 namespaces, one run each (BENCH_SCALE="1,5,10"):

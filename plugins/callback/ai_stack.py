@@ -7,8 +7,8 @@ version, the nodes, the capacity, the summary), and hides the rest: plain "ok" r
 lines, and a play that matched no host. A failure that a block's rescue handles prints one line (its
 message's first, cut at 300 characters): the rescue says what went wrong and what to do. A task
 still running after AI_STACK_ANNOUNCE_AFTER seconds (default 5) gets its banner at once, so a long
-wait says what it waits for, and for how long at most (its name says), while it waits. `-v` (or ANSIBLE_STDOUT_CALLBACK=ansible.builtin.default)
-prints everything, as Ansible's default does.
+wait says what it waits for, and for how long at most (its name says), while it waits. `-v` (or
+ANSIBLE_STDOUT_CALLBACK=ansible.builtin.default) prints everything, as Ansible's default does.
 """
 from __future__ import annotations
 
