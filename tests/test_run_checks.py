@@ -1,6 +1,8 @@
 """site.yml stops on a tag it does not have, and on an inventory without a k8s_controller host,
 before any task talks to a cluster (no cluster needed: nothing gets that far)."""
 
+import json
+
 from ai_stack_testlib import ROOT, load_yaml, new_api_key, run_playbook
 
 
@@ -39,15 +41,20 @@ def test_a_missing_inventory_file_stops_the_run(tmp_path):
 def test_a_missing_or_malformed_kubeconfig_gets_one_message_that_names_the_file(tmp_path):
     bad = tmp_path / "kubeconfig"
     bad.write_text("apiVersion: v1\nclusters: [unclosed\n")
-    for path, why in ((bad, "it is not a kubeconfig (not valid YAML)"), (tmp_path / "absent", "the file does not exist")):
-        # --tags chatbot: the cluster checks run whatever the tags.
-        result = run_playbook("site.yml", "--tags", "chatbot", "-e", f"ai_stack_kubeconfig={path}",
-                                  "-e", "chatbot_image_load_enabled=false", api_key=new_api_key())
-        assert result.rc != 0, result.describe()
-        message = result.failure_message()
-        assert f"Cannot use the kubeconfig {path}: {why}" in message.replace("\n", " "), result.describe()
-        assert "Traceback" not in result.output
-        assert not [r for r in result.results() if r.action.startswith("kubernetes.core.") and not r.skipped]
+    # The controller is this machine (the inventory's local connection): a lookup reads the file, no
+    # module runs. Forced remote (__cluster_kubeconfig_here=false): slurp reads it where the modules run.
+    for remote in (False, True):
+        for path, why in ((bad, "it is not a kubeconfig (not valid YAML)"), (tmp_path / "absent", "the file does not exist")):
+            # --tags chatbot: the cluster checks run whatever the tags.
+            result = run_playbook("site.yml", "--tags", "chatbot", "-e", f"ai_stack_kubeconfig={path}",
+                                  "-e", "chatbot_image_load_enabled=false", "-e", json.dumps({"__cluster_kubeconfig_here": not remote}),
+                                  api_key=new_api_key())
+            assert result.rc != 0, result.describe()
+            message = result.failure_message()
+            assert f"Cannot use the kubeconfig {path}: {why}" in message.replace("\n", " "), result.describe()
+            assert "Traceback" not in result.output
+            assert not [r for r in result.results() if r.action.startswith("kubernetes.core.") and not r.skipped]
+            assert result.ran("api | Read the kubeconfig file on the remote controller") == remote, result.describe()
 
 
 def test_an_unknown_skip_tag_is_harmless(tmp_path):
