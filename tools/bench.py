@@ -242,8 +242,8 @@ def core_rows() -> list[tuple[str, float, str]]:
     for n in SCALE:
         each = [site(f"bench-scale{n}-{i}")[0] for i in range(n)]
         total = sum(each)
-        # First and last: a rise within the row is the cluster's own load growing with the stacks it runs
-        # (the simulated controllers share the machine's cores), not Ansible's cost per namespace.
+        # First and last namespace: linear growth keeps them equal; a rise within the row means a run costs
+        # more with more stacks in the cluster (the load average says whether the machine was busy).
         rows.append((f"core stack into {n} namespace(s), one run each", total,
                      f"{total / n:.1f} s per namespace (first {each[0]:.1f}, last {each[-1]:.1f}; "
                      f"load average {os.getloadavg()[0]:.1f} after)"))
