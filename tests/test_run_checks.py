@@ -42,12 +42,12 @@ def test_a_missing_or_malformed_kubeconfig_gets_one_message_that_names_the_file(
     bad = tmp_path / "kubeconfig"
     bad.write_text("apiVersion: v1\nclusters: [unclosed\n")
     # The controller is this machine (the inventory's local connection): a lookup reads the file, no
-    # module runs. Forced remote (__cluster_kubeconfig_here=false): slurp reads it where the modules run.
+    # module runs. Forced remote (__ai_stack_controller_here=false): slurp reads it where the modules run.
     for remote in (False, True):
         for path, why in ((bad, "it is not a kubeconfig (not valid YAML)"), (tmp_path / "absent", "the file does not exist")):
             # --tags chatbot: the cluster checks run whatever the tags.
             result = run_playbook("site.yml", "--tags", "chatbot", "-e", f"ai_stack_kubeconfig={path}",
-                                  "-e", "chatbot_image_load_enabled=false", "-e", json.dumps({"__cluster_kubeconfig_here": not remote}),
+                                  "-e", "chatbot_image_load_enabled=false", "-e", json.dumps({"__ai_stack_controller_here": not remote}),
                                   api_key=new_api_key())
             assert result.rc != 0, result.describe()
             message = result.failure_message()
