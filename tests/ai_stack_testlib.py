@@ -60,6 +60,36 @@ def load_yaml(path: Path):
     return yaml.safe_load(path.read_text())
 
 
+def _leaf_tasks(tasks):
+    for task in tasks or []:
+        if isinstance(task, dict):
+            if any(k in task for k in ("block", "rescue", "always")):
+                for k in ("block", "rescue", "always"):
+                    yield from _leaf_tasks(task.get(k))
+            else:
+                yield task
+
+
+def k8s_lookup_tasks() -> set[str]:
+    """"role : name" of every role task that reads the cluster with a kubernetes.core.k8s lookup, in
+    its arguments or its `when` (on this machine the roles read that way instead of a module run).
+    Such a task talks to the API server whatever its action, and even when the lookup in its `when`
+    makes it skip."""
+    found = set()
+    for path in sorted(ROLES_DIR.glob("*/tasks/*.yml")):
+        for task in _leaf_tasks(load_yaml(path)):
+            if "'kubernetes.core.k8s'" in yaml.safe_dump(task, width=10000):
+                found.add(f"{path.parts[-3]} : {task['name']}")
+    return found
+
+
+def kubernetes_calls(result) -> list:
+    """The results of the tasks that talked to the API server: kubernetes.core modules that ran, and
+    the tasks that read with a kubernetes.core.k8s lookup (k8s_lookup_tasks)."""
+    lookups = k8s_lookup_tasks()
+    return [r for r in result.results() if (r.action.startswith("kubernetes.core.") and not r.skipped) or r.task in lookups]
+
+
 def flat_tasks(tasks) -> list[dict]:
     """A task list with the tasks of every block, rescue and always section in line."""
     out = []
@@ -330,7 +360,9 @@ def render(
     """Render every role's templates with tests/render.yml; fail with what Ansible reported if it fails."""
     api_key = api_key or new_api_key()
     render_dir.mkdir(parents=True, exist_ok=True)
-    args = ["-e", f"render_dir={render_dir}"]
+    # The roles read with kubernetes.core.k8s_info, which the stand-in answers offline, not with the
+    # kubernetes.core.k8s lookup they use when the controller is this machine (it would need a cluster).
+    args = ["-e", f"render_dir={render_dir}", "-e", json.dumps({"__ai_stack_controller_here": False})]
     if vars_file is not None:
         args += ["-e", f"@{vars_file}"]
     result = run_playbook(

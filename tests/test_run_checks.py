@@ -3,7 +3,7 @@ before any task talks to a cluster (no cluster needed: nothing gets that far).""
 
 import json
 
-from ai_stack_testlib import ROOT, load_yaml, new_api_key, run_playbook
+from ai_stack_testlib import ROOT, k8s_lookup_tasks, kubernetes_calls, load_yaml, new_api_key, run_playbook
 
 
 def test_an_unknown_tag_stops_the_run():
@@ -12,7 +12,7 @@ def test_an_unknown_tag_stops_the_run():
     assert [r.name for r in result.failed_tasks()] == ["Run | Stop on a tag this project does not have"], result.describe()
     assert "Unknown tag(s) chatbots" in result.failure_message()
     assert "chatbot," in result.failure_message()  # the list of real tags
-    assert not [r for r in result.results() if r.action.startswith("kubernetes.core.") and not r.skipped]
+    assert not kubernetes_calls(result), result.describe()
 
 
 def test_known_tags_pass_the_check(tmp_path):
@@ -53,7 +53,7 @@ def test_a_missing_or_malformed_kubeconfig_gets_one_message_that_names_the_file(
             message = result.failure_message()
             assert f"Cannot use the kubeconfig {path}: {why}" in message.replace("\n", " "), result.describe()
             assert "Traceback" not in result.output
-            assert not [r for r in result.results() if r.action.startswith("kubernetes.core.") and not r.skipped]
+            assert not kubernetes_calls(result), result.describe()
             assert result.ran("api | Read the kubeconfig file on the remote controller") == remote, result.describe()
 
 
@@ -99,3 +99,11 @@ def test_calibrate_and_rightsize_run_only_when_asked():
     assert stack.roles_for_tags(roles, ["rightsize"], []) == ["cluster", "tuning"]
     first = [p for p in load_yaml(ROOT / "site.yml") if not p.get("roles")][0]
     assert {"calibrate", "rightsize"} <= set(first["vars"]["__site_tags"])
+
+
+def test_the_lookup_reads_are_known():
+    """kubernetes_calls counts the tasks that read with a kubernetes.core.k8s lookup: the finder sees them."""
+    found = k8s_lookup_tasks()
+    assert {"cluster : api | Read the server version, the nodes and the pods in one go (the kubeconfig is on this machine)",
+            "autoscaling : metrics_server | Look for the metrics API", "autoscaling : hpa | Apply the HorizontalPodAutoscalers",
+            "namespace : namespace | Bind the namespace's admins"} <= found, found

@@ -10,7 +10,8 @@ BENCH_REPS runs (default 3); ratios are to the first row of the same run, so mac
   2. a no-op `site.yml` (the second run, changed=0) of the core stack, with what it is made of: the
      kubernetes.core module runs and the other tasks in its JSON report, and the cost of Ansible's
      start (a playbook of one `debug` task) and of one more kubernetes.core call (playbooks of five
-     and of one k8s_info call: the difference over four, so the first call's one-off costs stay out);
+     and of one k8s_info call: the difference over four, so the first call's one-off costs stay out),
+     and of the same read as five kubernetes.core.k8s lookups in one task;
   3. a no-op `site.yml --tags chatbot`; both again with Mitogen's strategy (`make deploy MITOGEN=1`);
   4. a first converge of the core stack into a new namespace;
   5. the core stack converged into 1, 5 and 10 namespaces, one run each (BENCH_SCALE="1,5,10"):
@@ -109,13 +110,20 @@ def few_tasks(module: str, count: int) -> str:
 def few_task_rows(namespace: str) -> tuple[list[tuple[str, float, str]], float, float]:
     """Ansible's start (a playbook of one debug task), and the cost of one more kubernetes.core call:
     (five k8s_info calls - one) / 4, so the first call's one-off costs (the collection, the discovery
-    cache) stay out. Returns the rows, the start and the cost per call."""
+    cache) stay out; and the same read five times as lookups in one task, in the task's own process
+    (how the roles read when the controller is this machine). Returns the rows, the start and the
+    cost per call."""
     rows = []
     info = f"kubernetes.core.k8s_info: {{kind: Namespace, name: {namespace}}}"
+    # The same read as a kubernetes.core.k8s lookup, as the roles read on this machine: five in one task.
+    read = f"query('kubernetes.core.k8s', kind='Namespace', resource_name='{namespace}')"
+    lookups = "ansible.builtin.set_fact: {found: \"{{ [" + ", ".join([read] * 5) + "] }}\"}"
     with tempfile.TemporaryDirectory() as tmp:
         for what, module, count in (("`ansible-playbook` of one `debug` task (Ansible's start)", "ansible.builtin.debug: {msg: hi}", 1),
                                     ("`ansible-playbook` of one `kubernetes.core.k8s_info` call", info, 1),
-                                    ("`ansible-playbook` of five `kubernetes.core.k8s_info` calls", info, 5)):
+                                    ("`ansible-playbook` of five `kubernetes.core.k8s_info` calls", info, 5),
+                                    ("`ansible-playbook` of one task with five `kubernetes.core.k8s` lookups (the same read)",
+                                     lookups, 1)):
             play = Path(tmp) / "tasks.yml"
             play.write_text(few_tasks(module, count))
             cmd = [str(BIN / "ansible-playbook"), str(play)]

@@ -6,6 +6,7 @@ end with one line that names the API server (not a urllib3 exception blamed on s
 and a re-run must converge, with a third run changing nothing.
 """
 
+import os
 import signal
 import subprocess
 import sys
@@ -19,7 +20,9 @@ NO_DOCKER = ("-e", "chatbot_image_load_enabled=false")
 
 def control_plane(cmd: str) -> None:
     subprocess.run([sys.executable, "-m", "testcluster", cmd], cwd=ROOT, check=True, timeout=120,
-                   env={"PATH": str(BIN) + ":/usr/bin:/bin", "PYTHONPATH": str(ROOT / "tools")})
+                   # HOME: without it kubectl keeps its cache in ./.kube, in the project.
+                   env={"PATH": str(BIN) + ":/usr/bin:/bin", "PYTHONPATH": str(ROOT / "tools"),
+                        "HOME": os.environ.get("HOME", "/root")})
 
 
 def test_api_server_stopped_mid_run_says_so_and_a_rerun_converges(kube, temp_namespace, api_key):
