@@ -60,16 +60,6 @@ def load_yaml(path: Path):
     return yaml.safe_load(path.read_text())
 
 
-def _leaf_tasks(tasks):
-    for task in tasks or []:
-        if isinstance(task, dict):
-            if any(k in task for k in ("block", "rescue", "always")):
-                for k in ("block", "rescue", "always"):
-                    yield from _leaf_tasks(task.get(k))
-            else:
-                yield task
-
-
 def k8s_lookup_tasks() -> set[str]:
     """"role : name" of every role task that reads the cluster with a kubernetes.core.k8s lookup, in
     its arguments or its `when` (on this machine the roles read that way instead of a module run).
@@ -77,8 +67,8 @@ def k8s_lookup_tasks() -> set[str]:
     makes it skip."""
     found = set()
     for path in sorted(ROLES_DIR.glob("*/tasks/*.yml")):
-        for task in _leaf_tasks(load_yaml(path)):
-            if "'kubernetes.core.k8s'" in yaml.safe_dump(task, width=10000):
+        for task in flat_tasks(load_yaml(path)):
+            if "block" not in task and "'kubernetes.core.k8s'" in yaml.safe_dump(task, width=10000):
                 found.add(f"{path.parts[-3]} : {task['name']}")
     return found
 
