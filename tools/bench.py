@@ -12,7 +12,9 @@ BENCH_REPS runs (default 3); ratios are to the first row of the same run, so mac
      start (a playbook of one `debug` task) and of one more kubernetes.core call (playbooks of five
      and of one k8s_info call: the difference over four, so the first call's one-off costs stay out),
      and of the same read as five kubernetes.core.k8s lookups in one task;
-  3. a no-op `site.yml --tags chatbot`; both again with Mitogen's strategy (`make deploy MITOGEN=1`);
+     the no-op again without the preload callback (AI_STACK_PRELOAD=false), alternating with it;
+  3. a no-op `site.yml --tags chatbot`, also without the preload; both again with Mitogen's strategy
+     (`make deploy MITOGEN=1`);
   4. a first converge of the core stack into a new namespace;
   5. the core stack converged into 1, 5 and 10 namespaces, one run each (BENCH_SCALE="1,5,10"):
      the time per namespace should stay flat (linear growth);
@@ -72,16 +74,20 @@ def timed(cmd: list[str], what: str) -> tuple[float, dict | None]:
     return seconds, report
 
 
-def site(namespace: str, *args: str, strategy: str = "") -> tuple[float, int]:
-    seconds, report = site_report(namespace, *args, strategy=strategy)
+def site(namespace: str, *args: str, strategy: str = "", preload: bool = True) -> tuple[float, int]:
+    seconds, report = site_report(namespace, *args, strategy=strategy, preload=preload)
     return seconds, sum(h["changed"] for h in report["stats"].values())
 
 
-def site_report(namespace: str, *args: str, strategy: str = "") -> tuple[float, dict]:
+def site_report(namespace: str, *args: str, strategy: str = "", preload: bool = True) -> tuple[float, dict]:
+    """Runs site.yml; strategy: another Ansible strategy; preload=False: without the preload callback
+    (plugins/callback/ai_stack_preload.py), so each task's worker loads its own plugins."""
     cmd = [str(BIN / "ansible-playbook"), "site.yml", *PLAYBOOK_ARGS, "-e", f"ai_stack_namespace={namespace}", *args]
     if strategy:
         cmd = ["env", f"ANSIBLE_STRATEGY={strategy}", *cmd]
-    return timed(cmd, f"site.yml {namespace} {args} {strategy}")
+    if not preload:
+        cmd = ["env", "AI_STACK_PRELOAD=false", *cmd]
+    return timed(cmd, f"site.yml {namespace} {args} {strategy} preload={preload}")
 
 
 def runs(report: dict) -> tuple[int, int, int]:
@@ -220,13 +226,14 @@ def core_rows() -> list[tuple[str, float, str]]:
         timed(apply, "kubectl apply (create)")
         kubectl = [timed(apply, "kubectl apply")[0] for _ in range(REPS)]
     rows.append((f"`kubectl apply --server-side` of the same {count} objects", median(kubectl), ""))
-    noop = []
-    for _ in range(REPS):
+    noop, unloaded = [], []
+    for _ in range(REPS):  # alternating with and without the preload, so both see the same machine
         seconds, report = site_report(ns)
         changed = sum(h["changed"] for h in report["stats"].values())
         if changed:
             sys.exit(f"[bench] the no-op run changed {changed} things")
         noop.append(seconds)
+        unloaded.append(site(ns, preload=False)[0])
     parts, start, call = few_task_rows(ns)
     calls, others, skipped = runs(report)
     rest = median(noop) - start - calls * call
@@ -234,8 +241,15 @@ def core_rows() -> list[tuple[str, float, str]]:
                  f"Ansible's start ({start:.1f} s), {calls} kubernetes.core module runs (about {calls * call:.0f} s at "
                  f"{call:.2f} s each, rows below), and {others} other tasks and {skipped} skipped ones in the "
                  f"{rest:.0f} s left ({rest / (others + skipped):.2f} s each)"))
+    rows.append(("no-op `site.yml` without the preload (`AI_STACK_PRELOAD=false`)", median(unloaded),
+                 "each task's worker loads its own filters, lookups and the Kubernetes client"))
     rows.extend(parts)
-    rows.append(("no-op `site.yml --tags chatbot`", median([site(ns, "--tags", "chatbot")[0] for _ in range(REPS)]), ""))
+    tagged, tagged_unloaded = [], []
+    for _ in range(REPS):
+        tagged.append(site(ns, "--tags", "chatbot")[0])
+        tagged_unloaded.append(site(ns, "--tags", "chatbot", preload=False)[0])
+    rows.append(("no-op `site.yml --tags chatbot`", median(tagged), ""))
+    rows.append(("no-op `site.yml --tags chatbot` without the preload", median(tagged_unloaded), ""))
     mitogen = []
     for _ in range(REPS):
         seconds, changed = site(ns, strategy="mitogen_linear")

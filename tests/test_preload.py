@@ -1,0 +1,83 @@
+"""The preload callback (plugins/callback/ai_stack_preload.py): the plugins the roles use are loaded
+once, in Ansible's main process, so the worker each task runs in inherits them. No cluster: a local
+playbook whose task reports, from its worker, what was already imported."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from ai_stack_testlib import ROOT
+
+sys.path.insert(0, str(ROOT / "plugins" / "callback"))
+from ai_stack_preload import FILTERS, LOOKUPS  # noqa: E402
+
+# What the roles' Kubernetes reads need: the client, and kubernetes.core's lookup.
+PRELOADED = ["ansible_collections.kubernetes.core.plugins.lookup.k8s", "kubernetes"]
+
+PROBE = '''
+import sys
+from ansible.plugins.action import ActionBase
+
+
+class ActionModule(ActionBase):
+    """Reports which modules this task's worker had imported before the task ran."""
+
+    def run(self, tmp=None, task_vars=None):
+        return {"changed": False, "imported": [m for m in %r if m in sys.modules]}
+''' % (PRELOADED,)
+
+PLAYBOOK = """
+- name: Probe a worker
+  hosts: all
+  gather_facts: false
+  tasks:
+    - name: What this worker inherited
+      probe: {}
+"""
+
+
+def sources() -> str:
+    files = [ROOT / "site.yml", *(ROOT / "playbooks").rglob("*.yml"), *(ROOT / "roles").rglob("*.yml"),
+             *(ROOT / "roles").rglob("*.j2")]
+    return "\n".join(path.read_text() for path in files)
+
+
+def test_every_lookup_and_named_filter_of_the_roles_is_preloaded():
+    text = sources()
+    lookups = set(re.findall(r"""\b(?:lookup|query|q)\(\s*['"]([\w.]+)['"]""", text))
+    filters = set(re.findall(r"\|\s*(ansible\.builtin\.\w+|[a-z_]+\.[a-z_]+\.\w+)", text))
+    assert lookups, "found no lookup: the pattern is wrong"
+    assert "kubernetes.core.k8s" in lookups
+    assert lookups == set(LOOKUPS), f"ai_stack_preload.py's LOOKUPS should be {sorted(lookups)}"
+    assert filters == set(FILTERS), f"ai_stack_preload.py's FILTERS should be {sorted(filters)}"
+
+
+@pytest.fixture(scope="module")
+def probe(tmp_path_factory):
+    work = tmp_path_factory.mktemp("preload")
+    (work / "action_plugins").mkdir()
+    (work / "action_plugins" / "probe.py").write_text(PROBE)
+    (work / "play.yml").write_text(PLAYBOOK)
+
+    def run(**env_extra: str) -> dict:
+        env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
+                   **env_extra)
+        done = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,", "-c", "local",
+                               "-e", f"ansible_python_interpreter={sys.executable}", "play.yml"],
+                              cwd=work, env=env, capture_output=True, text=True, check=False)
+        assert done.returncode == 0, done.stdout + done.stderr
+        report = json.loads(done.stdout[done.stdout.index("{"):])
+        return report["plays"][0]["tasks"][0]["hosts"]["localhost"]
+    return run
+
+
+def test_a_worker_inherits_the_kubernetes_client(probe):
+    assert probe()["imported"] == PRELOADED
+
+
+def test_switched_off_a_worker_loads_its_own(probe):
+    assert probe(AI_STACK_PRELOAD="false")["imported"] == []
