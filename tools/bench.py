@@ -125,7 +125,7 @@ def few_task_rows(namespace: str) -> tuple[list[tuple[str, float, str]], float, 
     read = f"query('kubernetes.core.k8s', kind='Namespace', resource_name='{namespace}')"
     lookups = "ansible.builtin.set_fact: {found: \"{{ [" + ", ".join([read] * 5) + "] }}\"}"
     with tempfile.TemporaryDirectory() as tmp:
-        for what, module, count in (("`ansible-playbook` of one `debug` task (Ansible's start)", "ansible.builtin.debug: {msg: hi}", 1),
+        for what, module, count in (("`ansible-playbook` of one `debug` task (Ansible's start, the preload included)", "ansible.builtin.debug: {msg: hi}", 1),
                                     ("`ansible-playbook` of one `kubernetes.core.k8s_info` call", info, 1),
                                     ("`ansible-playbook` of five `kubernetes.core.k8s_info` calls", info, 5),
                                     ("`ansible-playbook` of one task with five `kubernetes.core.k8s` lookups (the same read)",
