@@ -233,7 +233,10 @@ def core_rows() -> list[tuple[str, float, str]]:
         if changed:
             sys.exit(f"[bench] the no-op run changed {changed} things")
         noop.append(seconds)
-        unloaded.append(site(ns, preload=False)[0])
+        seconds, changed = site(ns, preload=False)
+        if changed:
+            sys.exit(f"[bench] the no-op run without the preload changed {changed} things")
+        unloaded.append(seconds)
     parts, start, call = few_task_rows(ns)
     calls, others, skipped = runs(report)
     rest = median(noop) - start - calls * call

@@ -34,6 +34,8 @@ DOCUMENTATION = """
             key: enabled
 """
 
+import time
+
 from ansible.plugins.callback import CallbackBase
 from ansible.plugins.loader import action_loader, filter_loader, lookup_loader, test_loader
 
@@ -55,26 +57,21 @@ class CallbackModule(CallbackBase):
     CALLBACK_NAME = "ai_stack_preload"
     CALLBACK_NEEDS_ENABLED = False
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.loaded: list[str] = []
-
     def v2_playbook_on_start(self, playbook):
         if not self.get_option("enabled"):
             return
+        started = time.monotonic()
         # Every filter and test of ansible.builtin and of the project's plugins/filter.
         for loader in (filter_loader, test_loader):
-            for _plugin in loader.all():
-                pass
-        for loader, names in ((lookup_loader, LOOKUPS), (filter_loader, FILTERS)):
-            for name in names:
-                self._load(loader.get, name)
-        for name in ACTIONS:
-            self._load(action_loader.get, name, class_only=True)
+            list(loader.all())
+        missed = [name for loader, names in ((lookup_loader, LOOKUPS), (filter_loader, FILTERS), (action_loader, ACTIONS))
+                  for name in names if not self._load(loader, name)]
+        self._display.vvv(f"ai_stack_preload: loaded the roles' plugins in {time.monotonic() - started:.2f} s"
+                          + (f"; not loaded: {', '.join(missed)}" if missed else ""))
 
-    def _load(self, get, name: str, **kwargs) -> None:
+    @staticmethod
+    def _load(loader, name: str) -> bool:
         try:
-            if get(name, **kwargs) is not None:
-                self.loaded.append(name)
+            return loader.get(name, class_only=True) is not None
         except Exception:  # pylint: disable=broad-except  # the task that uses it reports it
-            pass
+            return False
