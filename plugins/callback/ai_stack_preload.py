@@ -4,7 +4,7 @@ Ansible runs every task in a worker process that it forks from its main process.
 with what the main process has loaded and loses what it loads itself when it exits. So each task
 that uses a Jinja filter, a lookup or an action plugin that the main process never loaded loads it
 again: the filters and tests on the first template (about 0.1 s a task here), and the
-`kubernetes.core.k8s` lookup, which imports the Kubernetes client (about 0.9 s a task). Loaded here,
+`kubernetes.core.k8s` lookup, which imports the Kubernetes client (0.4 to 0.9 s a task). Loaded here,
 before the first play's tasks, every worker inherits them. This callback prints nothing and changes
 no result; `AI_STACK_PRELOAD=false` turns it off (`make bench` measures a no-op run both ways).
 
