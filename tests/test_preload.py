@@ -2,15 +2,11 @@
 once, in Ansible's main process, so the worker each task runs in inherits them. No cluster: a local
 playbook whose task reports, from its worker, what was already imported."""
 
-import json
-import os
 import re
-import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-from ai_stack_testlib import ROOT
+from ai_stack_testlib import ROLES_DIR, ROOT, new_api_key, run_playbook
 
 sys.path.insert(0, str(ROOT / "plugins" / "callback"))
 from ai_stack_preload import FILTERS, LOOKUPS  # noqa: E402
@@ -32,7 +28,7 @@ class ActionModule(ActionBase):
 
 PLAYBOOK = """
 - name: Probe a worker
-  hosts: all
+  hosts: localhost
   gather_facts: false
   tasks:
     - name: What this worker inherited
@@ -41,8 +37,7 @@ PLAYBOOK = """
 
 
 def sources() -> str:
-    files = [ROOT / "site.yml", *(ROOT / "playbooks").rglob("*.yml"), *(ROOT / "roles").rglob("*.yml"),
-             *(ROOT / "roles").rglob("*.j2")]
+    files = [ROOT / "site.yml", *(ROOT / "playbooks").rglob("*.yml"), *ROLES_DIR.rglob("*.yml"), *ROLES_DIR.rglob("*.j2")]
     return "\n".join(path.read_text() for path in files)
 
 
@@ -63,15 +58,11 @@ def probe(tmp_path_factory):
     (work / "action_plugins" / "probe.py").write_text(PROBE)
     (work / "play.yml").write_text(PLAYBOOK)
 
-    def run(**env_extra: str) -> dict:
-        env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
-                   **env_extra)
-        done = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,", "-c", "local",
-                               "-e", f"ansible_python_interpreter={sys.executable}", "play.yml"],
-                              cwd=work, env=env, capture_output=True, text=True, check=False)
-        assert done.returncode == 0, done.stdout + done.stderr
-        report = json.loads(done.stdout[done.stdout.index("{"):])
-        return report["plays"][0]["tasks"][0]["hosts"]["localhost"]
+    def run(**extra_env: str) -> dict:
+        result = run_playbook(str(work / "play.yml"), api_key=new_api_key(), extra_env=extra_env)
+        assert result.rc == 0, result.describe()
+        (probed,) = result.task_results("What this worker inherited")
+        return probed.result
     return run
 
 
