@@ -411,3 +411,45 @@ def test_api_key_never_printed(case, outcomes):
     assert o.api_key not in o.run.output
     # Nor a recognisable part of it.
     assert o.api_key[-16:] not in o.run.output
+
+
+def specs_check(tmp_path, owners: list[dict]) -> PlaybookResult:
+    """ai_stack's validate_specs for autoscaling in a play that knows autoscaling's defaults (imported, as
+    playbooks/cleanup.yml imports each role's validate tasks) and the given imports of other roles. Autoscaling is
+    the loop's last item: a loop whose last item fails fails as a whole, which the check must say in one line too."""
+    play = [{
+        "name": "The argument-spec check of a play that does not run every role",
+        "hosts": "localhost",
+        "gather_facts": False,
+        "tasks": [
+            *owners,
+            {"name": "Know autoscaling's defaults", "when": False,
+             "ansible.builtin.import_role": {"name": "autoscaling", "tasks_from": "validate"}},
+            {"name": "Check the specs", "ansible.builtin.include_role": {"name": "ai_stack", "tasks_from": "validate_specs"},
+             "vars": {"ai_stack_validate_roles": ["namespace", "autoscaling"]}},
+        ],
+    }]
+    path = tmp_path / "specs_play.yml"
+    path.write_text(yaml.safe_dump(play))
+    return run_playbook(str(path), api_key=new_api_key(), timeout=120)
+
+
+def test_a_default_naming_an_unknown_variable_is_refused(tmp_path):
+    """Autoscaling's defaults derive its targets from chatbot_backend_name and model_runner_name. A play that
+    knows autoscaling's defaults and not the owners' cannot check autoscaling's spec: that stops the run, in one
+    line that names the variable, instead of passing unchecked."""
+    run = specs_check(tmp_path, [])
+    assert run.rc != 0, run.describe()
+    message = run.failure_message()
+    assert message.startswith("Input refused before any change. autoscaling: ") and "\n" not in message.strip(), message
+    assert "'chatbot_backend_name' is undefined" in message or "'model_runner_name' is undefined" in message, message
+
+
+def test_cleanup_knows_the_names_autoscaling_derives_from(tmp_path):
+    """playbooks/cleanup.yml's imports of the owners' `names` entry points make the same check pass."""
+    cleanup = yaml.safe_load((Path(__file__).parent.parent / "playbooks" / "cleanup.yml").read_text())
+    owners = [t for t in cleanup[0]["pre_tasks"] if t.get("ansible.builtin.import_role", {}).get("tasks_from") == "names"]
+    assert {t["ansible.builtin.import_role"]["name"] for t in owners} == {"chatbot", "model_runner"}, owners
+    run = specs_check(tmp_path, owners)
+    assert run.rc == 0, run.describe()
+    assert run.stats["localhost"]["failures"] == 0 and run.stats["localhost"]["changed"] == 0, run.describe()
