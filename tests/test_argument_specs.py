@@ -414,7 +414,7 @@ def test_api_key_never_printed(case, outcomes):
 
 
 def specs_check(tmp_path, owners: list[dict]) -> PlaybookResult:
-    """ai_stack's validate_specs for autoscaling in a play that knows autoscaling's defaults (imported, as
+    """ai_stack's validate_specs for namespace and autoscaling in a play that knows their defaults (imported, as
     playbooks/cleanup.yml imports each role's validate tasks) and the given imports of other roles. Autoscaling is
     the loop's last item: a loop whose last item fails fails as a whole, which the check must say in one line too."""
     play = [{
@@ -423,6 +423,8 @@ def specs_check(tmp_path, owners: list[dict]) -> PlaybookResult:
         "gather_facts": False,
         "tasks": [
             *owners,
+            {"name": "Know the namespace role's defaults", "when": False,
+             "ansible.builtin.import_role": {"name": "namespace", "tasks_from": "validate"}},
             {"name": "Know autoscaling's defaults", "when": False,
              "ansible.builtin.import_role": {"name": "autoscaling", "tasks_from": "validate"}},
             {"name": "Check the specs", "ansible.builtin.include_role": {"name": "ai_stack", "tasks_from": "validate_specs"},
