@@ -126,12 +126,26 @@ def test_runner_oom_killed_then_fixed(stack):
     # is more than the limit holds: the kernel kills the container (the kubelet sets memory.oom.group).
     backend = pods(env, ns, BACKEND)[0]["metadata"]["name"]
     chat = json.dumps({"model": localmodel.MODEL, "messages": [{"role": "user", "content": "Hi"}]})
-    subprocess.run(["kubectl", f"--kubeconfig={env['K8S_AUTH_KUBECONFIG']}", f"--context={env['K8S_AUTH_CONTEXT']}",
-                    "-n", ns, "exec", backend, "--", "/app", "probe", "-t", "60",
-                    f"http://{RUNNER}:{RUNNER_PORT}/engines/v1/chat/completions", chat],
-                   capture_output=True, text=True, timeout=120, check=False)
-    wait_for("the runner OOMKilled", lambda: any(terminated_reason(p, "model-runner") == "OOMKilled"
-                                                 for p in pods(env, ns, RUNNER)), timeout=120)
+
+    def oom_killed():
+        return any(terminated_reason(p, "model-runner") == "OOMKilled" for p in pods(env, ns, RUNNER))
+    # A chat, then up to 40 s for the kill; up to three chats. One run on this machine saw no kill within
+    # 120 s of a single chat (its answer was not kept; the cause is not known), so the test chats again and
+    # says what each chat got if the kill never comes.
+    answers = []
+    for _ in range(3):
+        answers.append(subprocess.run(
+            ["kubectl", f"--kubeconfig={env['K8S_AUTH_KUBECONFIG']}", f"--context={env['K8S_AUTH_CONTEXT']}",
+             "-n", ns, "exec", backend, "--", "/app", "probe", "-t", "60",
+             f"http://{RUNNER}:{RUNNER_PORT}/engines/v1/chat/completions", chat],
+            capture_output=True, text=True, timeout=120, check=False).stdout.strip())
+        deadline = time.monotonic() + 40
+        while not oom_killed() and time.monotonic() < deadline:
+            time.sleep(3)
+        if oom_killed():
+            break
+    runner_statuses = [p.get("status", {}).get("containerStatuses") for p in pods(env, ns, RUNNER)]
+    assert oom_killed(), f"not OOMKilled after {len(answers)} chat(s): {answers}; the runner's containers: {runner_statuses}"
     diagnosis, report = diagnose(ns, env)
     assert diagnosis.rc != 0 and not diagnosis.changed, diagnosis.describe()
     found = finding(report, "oom-killed")
