@@ -108,6 +108,19 @@ def wait_for(what: str, check, timeout: int = 180):
     raise AssertionError(f"{what}: not within {timeout} s")
 
 
+def wait_schedulable(env: dict, node: str) -> None:
+    """Ready, and the node lifecycle controller has lifted its unreachable taints (NoSchedule, NoExecute):
+    it does so a few seconds after Ready, and until then the cluster role rightly counts the node as not
+    schedulable (a fast machine's run met that once)."""
+    kubectl(env, "wait", "--for=condition=Ready", f"node/{node}", "--timeout=180s")
+
+    def schedulable():
+        spec = json.loads(kubectl(env, "get", f"node/{node}", "-o", "json").stdout)["spec"]
+        return not spec.get("unschedulable") and not [t for t in spec.get("taints") or []
+                                                      if t.get("effect") in ("NoSchedule", "NoExecute")]
+    wait_for(f"{node} schedulable again (its taints lifted)", schedulable, timeout=120)
+
+
 @pytest.fixture()
 def stopped_node(kind_env):
     """Stops a node on request; starts it again (and rewires its pod network) after the test."""
@@ -122,7 +135,7 @@ def stopped_node(kind_env):
         docker("start", node)
         subprocess.run([sys.executable, "-m", "kindcluster", "rewire"], cwd=ROOT, check=True, timeout=300,
                        env={**os.environ, "PYTHONPATH": str(ROOT / "tools")})
-        kubectl(kind_env, "wait", "--for=condition=Ready", f"node/{node}", "--timeout=180s")
+        wait_schedulable(kind_env, node)
 
 
 def test_worker_stopped_chatbot_moves_and_the_runner_volume_is_named(kube, temp_namespace, api_key, kind_env,
@@ -169,7 +182,7 @@ def test_worker_stopped_chatbot_moves_and_the_runner_volume_is_named(kube, temp_
     docker("start", node)
     subprocess.run([sys.executable, "-m", "kindcluster", "rewire"], cwd=ROOT, check=True, timeout=300,
                    env={**os.environ, "PYTHONPATH": str(ROOT / "tools")})
-    kubectl(env, "wait", "--for=condition=Ready", f"node/{node}", "--timeout=180s")
+    wait_schedulable(env, node)
     back = deploy(ns, api_key, env)
     assert back.rc == 0, back.describe()
     assert runner_pod(env, ns)["spec"]["nodeName"] == node
