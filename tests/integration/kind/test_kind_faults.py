@@ -13,6 +13,7 @@ NODE_FAILURE_ARGS); Kubernetes' defaults, Docker Desktop's included, take about 
 """
 
 import base64
+import importlib.util
 import json
 import os
 import signal
@@ -29,6 +30,9 @@ RUNNER = load_yaml(ROOT / "roles/model_runner/defaults/main.yml")["model_runner_
 CLAIM = load_yaml(ROOT / "roles/storage/defaults/main.yml")["storage_pvc_name"]
 _CHATBOT = load_yaml(ROOT / "roles/chatbot/defaults/main.yml")
 CHATBOT = [_CHATBOT["chatbot_backend_name"], _CHATBOT["chatbot_frontend_name"]]
+_spec = importlib.util.spec_from_file_location("cluster_filters", ROOT / "plugins" / "filter" / "cluster.py")
+_CLUSTER_FILTERS = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_CLUSTER_FILTERS)
 # The local cluster's model and registry (tools/kindcluster/localmodel.py), as `make deploy` uses them.
 LOCAL_MODEL = json.dumps(localmodel.deploy_vars())
 
@@ -114,10 +118,8 @@ def wait_schedulable(env: dict, node: str) -> None:
     schedulable (a fast machine's run met that once)."""
     kubectl(env, "wait", "--for=condition=Ready", f"node/{node}", "--timeout=180s")
 
-    def schedulable():
-        spec = json.loads(kubectl(env, "get", f"node/{node}", "-o", "json").stdout)["spec"]
-        return not spec.get("unschedulable") and not [t for t in spec.get("taints") or []
-                                                      if t.get("effect") in ("NoSchedule", "NoExecute")]
+    def schedulable():  # the cluster role's own rule (plugins/filter/cluster.py)
+        return _CLUSTER_FILTERS._is_schedulable_worker(json.loads(kubectl(env, "get", f"node/{node}", "-o", "json").stdout))
     wait_for(f"{node} schedulable again (its taints lifted)", schedulable, timeout=120)
 
 
