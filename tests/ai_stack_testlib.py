@@ -61,21 +61,23 @@ def load_yaml(path: Path):
 
 
 def k8s_lookup_tasks() -> set[str]:
-    """"role : name" of every role task that reads the cluster with a kubernetes.core.k8s lookup, in
-    its arguments or its `when` (on this machine the roles read that way instead of a module run).
+    """"role : name" of every role task that reads the cluster with a kubernetes.core.k8s lookup, or
+    dry-runs an apply with the project's k8s_unchanged lookup, in its arguments, its `loop` or its `when`
+    (on this machine the roles read that way instead of a module run).
     Such a task talks to the API server whatever its action, and even when the lookup in its `when`
     makes it skip."""
     found = set()
     for path in sorted(ROLES_DIR.glob("*/tasks/*.yml")):
         for task in flat_tasks(load_yaml(path)):
-            if "block" not in task and "'kubernetes.core.k8s'" in yaml.safe_dump(task, width=10000):
+            text = yaml.safe_dump(task, width=10000)
+            if "block" not in task and ("'kubernetes.core.k8s'" in text or "'k8s_unchanged'" in text):
                 found.add(f"{path.parts[-3]} : {task['name']}")
     return found
 
 
 def kubernetes_calls(result) -> list:
     """The results of the tasks that talked to the API server: kubernetes.core modules that ran, and
-    the tasks that read with a kubernetes.core.k8s lookup (k8s_lookup_tasks)."""
+    the tasks that read with a lookup (k8s_lookup_tasks)."""
     lookups = k8s_lookup_tasks()
     return [r for r in result.results() if (r.action.startswith("kubernetes.core.") and not r.skipped) or r.task in lookups]
 

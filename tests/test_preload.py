@@ -11,8 +11,11 @@ from ai_stack_testlib import ROLES_DIR, ROOT, new_api_key, run_playbook
 sys.path.insert(0, str(ROOT / "plugins" / "callback"))
 from ai_stack_preload import FILTERS, LOOKUPS  # noqa: E402
 
-# What the roles' Kubernetes reads need: the client, and kubernetes.core's lookup.
-PRELOADED = ["ansible_collections.kubernetes.core.plugins.lookup.k8s", "kubernetes"]
+# What the roles' Kubernetes reads need: the client, kubernetes.core's lookup, and the apply and wait code
+# of kubernetes.core that the project's lookup k8s_unchanged dry-runs with.
+PRELOADED = ["ansible_collections.kubernetes.core.plugins.lookup.k8s", "kubernetes",
+             "ansible_collections.kubernetes.core.plugins.module_utils.k8s.service",
+             "ansible_collections.kubernetes.core.plugins.module_utils.k8s.waiter"]
 
 PROBE = '''
 import gc

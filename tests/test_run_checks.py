@@ -102,8 +102,11 @@ def test_calibrate_and_rightsize_run_only_when_asked():
 
 
 def test_the_lookup_reads_are_known():
-    """kubernetes_calls counts the tasks that read with a kubernetes.core.k8s lookup: the finder sees them."""
+    """kubernetes_calls counts the tasks that read with a kubernetes.core.k8s lookup, or dry-run with
+    k8s_unchanged (in a set_fact, a `when` or a `loop`): the finder sees them."""
     found = k8s_lookup_tasks()
-    assert {"cluster : api | Read the server version, the nodes and the pods in one go (the kubeconfig is on this machine)",
+    assert {"chatbot : workloads | Ask the API server which of the Services and Deployments an apply would change",
+            "storage : pvc | Apply or delete the claim", "network_policy : NetworkPolicy | Apply or delete the policies",
+            "cluster : api | Read the server version, the nodes and the pods in one go (the kubeconfig is on this machine)",
             "autoscaling : metrics_server | Look for the metrics API", "autoscaling : hpa | Apply the HorizontalPodAutoscalers",
             "namespace : namespace | Bind the namespace's admins"} <= found, found

@@ -52,8 +52,8 @@ from ansible.plugins.callback import CallbackBase
 from ansible.plugins.loader import action_loader, filter_loader, lookup_loader, test_loader
 
 # The lookups the roles and playbooks call (tests/test_preload.py keeps the two lists in step with them):
-# kubernetes.core.k8s imports the Kubernetes client.
-LOOKUPS = ("kubernetes.core.k8s", "kubernetes.core.kustomize", "ansible.builtin.env", "ansible.builtin.file",
+# kubernetes.core.k8s imports the Kubernetes client; k8s_unchanged (plugins/lookup) kubernetes.core's apply code.
+LOOKUPS = ("k8s_unchanged", "kubernetes.core.k8s", "kubernetes.core.kustomize", "ansible.builtin.env", "ansible.builtin.file",
            "ansible.builtin.template", "ansible.builtin.url", "ansible.builtin.vars", "ansible.builtin.varnames")
 # The filters the roles call by their full name (the others load with filter_loader.all()).
 FILTERS = ("ansible.builtin.from_yaml", "ansible.builtin.from_yaml_all", "ansible.builtin.expanduser",
