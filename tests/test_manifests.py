@@ -637,8 +637,11 @@ def test_secret_template_encodes_the_key():
 
 def test_tasks_handling_the_secret_have_no_log():
     tasks = flat_tasks(load_yaml(ROLES_DIR / "config" / "tasks" / "secret.yml"))
-    applying = [t for t in tasks if "secret.yaml.j2" in json.dumps(t) and "block" not in t]
-    assert applying, "roles/config/tasks/secret.yml no longer applies secret.yaml.j2"
+    # The rendered Secret is the block's variable __config_secret: every task that uses it.
+    blocks = [t for t in load_yaml(ROLES_DIR / "config" / "tasks" / "secret.yml") if "block" in t]
+    assert [b for b in blocks if "secret.yaml.j2" in json.dumps(b.get("vars"))], "secret.yml no longer renders secret.yaml.j2"
+    applying = [t for t in tasks if re.search(r"secret\.yaml\.j2|__config_secret\b", json.dumps(t)) and "block" not in t]
+    assert len(applying) == 2, "roles/config/tasks/secret.yml no longer dry-runs and applies the Secret"
     for task in applying:
         assert task.get("no_log") is True, task["name"]
     reads = [t for t in flat_tasks(load_yaml(ROLES_DIR / "chatbot" / "tasks" / "secret_version.yml"))

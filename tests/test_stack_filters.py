@@ -128,6 +128,35 @@ def test_k8s_batches_one_call_for_all_objects_and_one_per_object_with_diff():
     assert batches([], False) == [] and batches(None, True) == []
 
 
+def test_k8s_batches_and_k8s_pending_leave_out_the_unchanged_objects():
+    f = _load("k8s_applicable")
+    svc = {"kind": "Service", "metadata": {"name": "a", "namespace": "ns"}}
+    dep = {"kind": "Deployment", "metadata": {"name": "a", "namespace": "ns"}}
+    other_ns = {"kind": "Deployment", "metadata": {"name": "a", "namespace": "other"}}
+    # What k8s_unchanged returns is the live object: matched by kind, namespace and name only.
+    live_dep = {**dep, "apiVersion": "apps/v1", "status": {"readyReplicas": 1}}
+    assert f.k8s_pending([svc, dep, other_ns], [live_dep]) == [svc, other_ns]
+    assert f.k8s_batches([svc, dep], False, [live_dep]) == [[svc]]
+    assert f.k8s_batches([svc, dep], True, [live_dep]) == [[svc]]
+    # Nothing to apply: no item, so no module run.
+    assert f.k8s_batches([svc, dep], False, [svc, live_dep]) == []
+    assert f.k8s_pending([svc], None) == [svc] and f.k8s_pending([svc], []) == [svc]
+    # A cluster-scoped object has no namespace on either side.
+    ns = {"kind": "Namespace", "metadata": {"name": "ns"}}
+    assert f.k8s_pending([ns], [{"kind": "Namespace", "metadata": {"name": "ns", "uid": "1"}}]) == []
+
+
+def test_k8s_applied_adds_the_unchanged_objects_after_the_applied_ones():
+    applied = _load("k8s_applicable").k8s_applied
+    svc = {"kind": "Service", "metadata": {"name": "a"}}
+    dep = {"kind": "Deployment", "metadata": {"name": "a"}, "status": {"readyReplicas": 1}}
+    one = {"results": [{"changed": True, "result": {"results": [{"result": svc}]}}]}
+    assert applied(one, [dep]) == [svc, dep]
+    # Every object unchanged: the apply task had no item.
+    assert applied({"results": [], "skipped": True}, [svc, dep]) == [svc, dep]
+    assert applied(None, None) == []
+
+
 def test_k8s_applied_reads_both_result_shapes_and_skips_skipped_items():
     applied = _load("k8s_applicable").k8s_applied
     svc = {"kind": "Service", "metadata": {"name": "a"}}
