@@ -12,8 +12,9 @@ BENCH_REPS runs (default 3); ratios are to the first row of the same run, so mac
      start (a playbook of one `debug` task) and of one more kubernetes.core call (playbooks of five
      and of one k8s_info call: the difference over four, so the first call's one-off costs stay out),
      and of the same read as five kubernetes.core.k8s lookups in one task;
-     the no-op again without the preload callback (AI_STACK_PRELOAD=false), alternating with it;
-  3. a no-op `site.yml --tags chatbot`, also without the preload; both again with Mitogen's strategy
+     the no-op again without the preload callback (AI_STACK_PRELOAD=false), and with every object
+     applied by kubernetes.core.k8s (ai_stack_skip_unchanged=false: no dry run first), alternating;
+  3. a no-op `site.yml --tags chatbot`, also those two ways; both again with Mitogen's strategy
      (`make deploy MITOGEN=1`);
   4. a first converge of the core stack into a new namespace;
   5. the core stack converged into 1, 5 and 10 namespaces, one run each (BENCH_SCALE="1,5,10"):
@@ -198,6 +199,10 @@ def export_objects(namespace: str, path: Path, target: str) -> int:
     return len(items)
 
 
+# Every object through kubernetes.core.k8s, without asking the API server first (the roles before the lookup k8s_unchanged).
+MODULES = ("-e", "ai_stack_skip_unchanged=false")
+
+
 def median(values: list[float]) -> float:
     return statistics.median(values)
 
@@ -226,8 +231,9 @@ def core_rows() -> list[tuple[str, float, str]]:
         timed(apply, "kubectl apply (create)")
         kubectl = [timed(apply, "kubectl apply")[0] for _ in range(REPS)]
     rows.append((f"`kubectl apply --server-side` of the same {count} objects", median(kubectl), ""))
-    noop, unloaded = [], []
-    for _ in range(REPS):  # alternating with and without the preload, so both see the same machine
+    noop, unloaded, applied = [], [], []
+    # Alternating with and without the preload, and with every object through the module, so all see the same machine.
+    for _ in range(REPS):
         seconds, report = site_report(ns)
         changed = sum(h["changed"] for h in report["stats"].values())
         if changed:
@@ -237,6 +243,10 @@ def core_rows() -> list[tuple[str, float, str]]:
         if changed:
             sys.exit(f"[bench] the no-op run without the preload changed {changed} things")
         unloaded.append(seconds)
+        seconds, changed = site(ns, *MODULES)
+        if changed:
+            sys.exit(f"[bench] the no-op run with every apply through the module changed {changed} things")
+        applied.append(seconds)
     parts, start, call = few_task_rows(ns)
     calls, others, skipped = runs(report)
     rest = median(noop) - start - calls * call
@@ -246,13 +256,17 @@ def core_rows() -> list[tuple[str, float, str]]:
                  f"{rest:.0f} s left ({rest / (others + skipped):.2f} s each)"))
     rows.append(("no-op `site.yml` without the preload (`AI_STACK_PRELOAD=false`)", median(unloaded),
                  "each task's worker loads its own filters, lookups and the Kubernetes client"))
+    rows.append(("no-op `site.yml` with every apply through the module (`-e ai_stack_skip_unchanged=false`)",
+                 median(applied), "no dry run first: kubernetes.core.k8s runs for every object, as before"))
     rows.extend(parts)
-    tagged, tagged_unloaded = [], []
+    tagged, tagged_unloaded, tagged_applied = [], [], []
     for _ in range(REPS):
         tagged.append(site(ns, "--tags", "chatbot")[0])
         tagged_unloaded.append(site(ns, "--tags", "chatbot", preload=False)[0])
+        tagged_applied.append(site(ns, "--tags", "chatbot", *MODULES)[0])
     rows.append(("no-op `site.yml --tags chatbot`", median(tagged), ""))
     rows.append(("no-op `site.yml --tags chatbot` without the preload", median(tagged_unloaded), ""))
+    rows.append(("no-op `site.yml --tags chatbot` with every apply through the module", median(tagged_applied), ""))
     mitogen = []
     for _ in range(REPS):
         seconds, changed = site(ns, strategy="mitogen_linear")
